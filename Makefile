@@ -1,0 +1,39 @@
+# kernelkeeper: `make run` brings up the local environment, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: run test lint unit build down clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "[make] installing kernelkeeper and its test dependencies into $(VENV)"
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -e '.[test]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+build: $(STAMP)
+	@$(BIN)/kernelkeeper local build
+
+lint: $(STAMP)
+	@$(BIN)/ruff check .
+
+test: $(STAMP) build lint
+	@$(BIN)/python -m pytest
+
+unit: $(STAMP)
+	@$(BIN)/python -m pytest tests/unit
+
+run: $(STAMP) build
+	@$(BIN)/kernelkeeper local up --detach
+	@echo
+	@echo "Stop it with: make down   (status: $(BIN)/kernelkeeper local status)"
+
+down: $(STAMP)
+	@$(BIN)/kernelkeeper local down
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,435 @@
+"""The KernelSession API in one place: names, schema, and status helpers.
+
+Operator, gateway and tests take every group, version, field and condition name from
+here, so a rename is a one-line change and the committed CRD YAML can be checked against
+this module (``tests/unit/test_crd_model.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from typing import Any
+
+GROUP = "kernelkeeper.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "KernelSession"
+PLURAL = "kernelsessions"
+SINGULAR = "kernelsession"
+SHORT_NAMES = ["ks"]
+CATEGORIES = ["kernelkeeper"]
+CRD_NAME = f"{PLURAL}.{GROUP}"
+
+# Labels put on everything the operator creates for a session.
+LABEL_KERNEL_ID = f"{GROUP}/kernel-id"
+LABEL_USERNAME = f"{GROUP}/username"
+LABEL_KERNEL_SPEC = f"{GROUP}/kernel-spec"
+LABEL_COMPONENT = f"{GROUP}/component"
+LABEL_ROLE = f"{GROUP}/role"
+
+# The Secret that carries a session's HMAC key.
+KEY_SECRET_SUFFIX = "-key"
+KEY_SECRET_FIELD = "key"
+
+# The five ZMQ channels, as named container ports (port names are at most 15 chars).
+CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
+DEFAULT_PORTS = {"shell": 52001, "iopub": 52002, "stdin": 52003, "control": 52004, "hb": 52005}
+SIGNATURE_SCHEME = "hmac-sha256"
+TRANSPORT = "tcp"
+
+CONDITION_READY = "Ready"
+
+# Reasons for the Ready condition; users see them in `kubectl get ks`.
+REASON_RUNNING = "KernelRunning"
+REASON_STARTING = "Starting"
+REASON_RESTARTING = "KernelRestarting"
+REASON_POD_LOST = "PodLost"
+REASON_UNKNOWN_SPEC = "UnknownKernelSpec"
+REASON_INVALID_ENV = "InvalidEnv"
+REASON_UNSCHEDULABLE = "Unschedulable"
+REASON_FAILED = "Failed"
+REASON_CULLED = "Culled"
+REASON_TERMINATING = "Terminating"
+
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+MAX_ENV_ENTRIES = 64
+MAX_ENV_VALUE_LENGTH = 4096
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+_UUID_RE = re.compile(UUID_PATTERN)
+
+
+def is_kernel_id(name: str) -> bool:
+    """A kernel id is a lower-case hyphenated UUID, as jupyter_server routes them."""
+    return bool(_UUID_RE.match(name))
+
+
+def new_kernel_id() -> str:
+    return str(uuid.uuid4())
+
+
+def key_secret_name(kernel_id: str) -> str:
+    return f"kernel-{kernel_id}{KEY_SECRET_SUFFIX}"
+
+
+def pod_name(kernel_id: str) -> str:
+    return f"kernel-{kernel_id}"
+
+
+def now_iso() -> str:
+    """RFC 3339 UTC with seconds precision, as Kubernetes `date-time` fields are written."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_iso_micro() -> str:
+    """RFC 3339 UTC with microseconds, for activity times (the gateway model needs 6 digits)."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+# ---------------------------------------------------------------- status helpers
+
+
+def get_condition(status: dict[str, Any] | None, ctype: str = CONDITION_READY) -> dict | None:
+    for cond in (status or {}).get("conditions") or []:
+        if cond.get("type") == ctype:
+            return cond
+    return None
+
+
+def set_condition(
+    conditions: list[dict[str, Any]] | None,
+    *,
+    ctype: str = CONDITION_READY,
+    status: bool,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: str | None = None,
+) -> list[dict[str, Any]]:
+    """Return a new conditions list with `ctype` set.
+
+    lastTransitionTime only moves when the status flips, as the API conventions ask.
+    """
+    value = "True" if status else "False"
+    out: list[dict[str, Any]] = []
+    found = False
+    for cond in conditions or []:
+        if cond.get("type") != ctype:
+            out.append(dict(cond))
+            continue
+        found = True
+        changed = cond.get("status") != value
+        out.append(
+            {
+                "type": ctype,
+                "status": value,
+                "reason": reason,
+                "message": message,
+                "observedGeneration": generation,
+                "lastTransitionTime": (now or now_iso())
+                if changed
+                else cond.get("lastTransitionTime", now or now_iso()),
+            }
+        )
+    if not found:
+        out.append(
+            {
+                "type": ctype,
+                "status": value,
+                "reason": reason,
+                "message": message,
+                "observedGeneration": generation,
+                "lastTransitionTime": now or now_iso(),
+            }
+        )
+    return out
+
+
+def is_ready(obj: dict[str, Any]) -> bool:
+    cond = get_condition(obj.get("status"))
+    return bool(cond and cond.get("status") == "True")
+
+
+def connection_info(status: dict[str, Any], key: bytes | str) -> dict[str, Any]:
+    """A jupyter_client connection dict from status.connection and the session key."""
+    conn = status["connection"]
+    return {
+        "ip": conn["ip"],
+        "transport": conn.get("transport", TRANSPORT),
+        "signature_scheme": conn.get("signatureScheme", SIGNATURE_SCHEME),
+        "key": key.decode() if isinstance(key, bytes) else key,
+        "shell_port": conn["shellPort"],
+        "iopub_port": conn["iopubPort"],
+        "stdin_port": conn["stdinPort"],
+        "control_port": conn["controlPort"],
+        "hb_port": conn["hbPort"],
+    }
+
+
+def connection_status(ip: str, ports: dict[str, int]) -> dict[str, Any]:
+    return {
+        "ip": ip,
+        "transport": TRANSPORT,
+        "signatureScheme": SIGNATURE_SCHEME,
+        **{f"{ch}Port": ports[ch] for ch in CHANNELS},
+    }
+
+
+def kernel_session(
+    kernel_id: str,
+    *,
+    namespace: str,
+    kernel_spec: str,
+    username: str = "",
+    env: dict[str, str] | None = None,
+    idle_timeout_seconds: int | None = None,
+) -> dict[str, Any]:
+    """A KernelSession manifest as a structured object (never templated text)."""
+    spec: dict[str, Any] = {"kernelSpec": kernel_spec, "username": username, "env": dict(env or {})}
+    if idle_timeout_seconds is not None:
+        spec["idleTimeoutSeconds"] = idle_timeout_seconds
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {
+            "name": kernel_id,
+            "namespace": namespace,
+            "labels": {LABEL_USERNAME: label_value(username), LABEL_KERNEL_SPEC: label_value(kernel_spec)},
+        },
+        "spec": spec,
+    }
+
+
+_LABEL_BAD = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def label_value(value: str) -> str:
+    """Squash a free-form string into a valid label value (63 chars, alnum at both ends)."""
+    cleaned = _LABEL_BAD.sub("_", value)[:63].strip("._-")
+    return cleaned
+
+
+# ---------------------------------------------------------------- the CRD itself
+
+
+def _str(desc: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "string", "description": desc, **extra}
+
+
+def _int(desc: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "integer", "description": desc, **extra}
+
+
+def _quantity_map(desc: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": desc,
+        "maxProperties": 8,
+        "additionalProperties": {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": True,
+            "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",
+        },
+    }
+
+
+def _spec_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "What kernel the user asked for. Immutable except idleTimeoutSeconds.",
+        "required": ["kernelSpec"],
+        "properties": {
+            "kernelSpec": _str(
+                "Name of a Jupyter kernel spec known to the operator (for example python3).",
+                minLength=1,
+                maxLength=128,
+                pattern=r"^[A-Za-z0-9._-]+$",
+            ),
+            "username": _str("The user the kernel belongs to (KERNEL_USERNAME).", maxLength=253),
+            "env": {
+                "type": "object",
+                "description": (
+                    "Environment for the kernel. Names must match "
+                    f"{ENV_NAME_PATTERN}; the operator passes only allow-listed names "
+                    "(KERNEL_* and configured ones)."
+                ),
+                "maxProperties": MAX_ENV_ENTRIES,
+                "additionalProperties": {"type": "string", "maxLength": MAX_ENV_VALUE_LENGTH},
+                "x-kubernetes-validations": [
+                    {
+                        "rule": f"self.all(k, k.matches('{ENV_NAME_PATTERN}'))",
+                        "message": f"spec.env names must match {ENV_NAME_PATTERN}",
+                    }
+                ],
+            },
+            "idleTimeoutSeconds": _int(
+                "Cull the kernel after this many seconds without activity (0 = never). "
+                "Defaults to the operator's setting.",
+                minimum=0,
+                maximum=31536000,
+            ),
+            "resources": {
+                "type": "object",
+                "description": "Overrides for the kernel container's resources.",
+                "properties": {
+                    "requests": _quantity_map("Resource requests, e.g. cpu: 500m."),
+                    "limits": _quantity_map("Resource limits, e.g. memory: 2Gi."),
+                },
+            },
+        },
+        "x-kubernetes-validations": [
+            {
+                "rule": "self.kernelSpec == oldSelf.kernelSpec",
+                "message": "spec.kernelSpec is immutable",
+            },
+        ],
+    }
+
+
+def _status_schema() -> dict[str, Any]:
+    port = {"type": "integer", "minimum": 1, "maximum": 65535}
+    return {
+        "type": "object",
+        "description": "Observed state, written by the operator and (activity) by gateways.",
+        "properties": {
+            "observedGeneration": _int("The spec generation this status was computed from."),
+            "conditions": {
+                "type": "array",
+                "description": "Ready is True only when a client can execute code now.",
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+                "items": {
+                    "type": "object",
+                    "required": ["type", "status"],
+                    "properties": {
+                        "type": _str("Condition type, e.g. Ready."),
+                        "status": _str("True, False or Unknown.", enum=["True", "False", "Unknown"]),
+                        "reason": _str("Machine-readable CamelCase reason."),
+                        "message": _str("What happened, for humans."),
+                        "lastTransitionTime": _str("When status last changed.", format="date-time"),
+                        "observedGeneration": _int("Generation this condition reflects."),
+                    },
+                },
+            },
+            "podName": _str("The kernel Pod currently serving this session."),
+            "podIP": _str("IP of that Pod."),
+            "connection": {
+                "type": "object",
+                "description": "How to reach the kernel over ZMQ (the key is in keySecretRef).",
+                "properties": {
+                    "ip": _str("Pod IP the kernel listens on."),
+                    "transport": _str("ZMQ transport.", enum=["tcp"]),
+                    "signatureScheme": _str("Message signing scheme."),
+                    **{f"{ch}Port": dict(port) for ch in CHANNELS},
+                },
+            },
+            "keySecretRef": {
+                "type": "object",
+                "description": "The Secret holding the session's HMAC key.",
+                "properties": {"name": _str("Secret name."), "key": _str("Data key.")},
+            },
+            "restarts": _int("Kernel restarts (in place or with a new Pod).", minimum=0),
+            "startedAt": _str("When the kernel first became Ready.", format="date-time"),
+            "culledAt": _str("When the operator culled the session.", format="date-time"),
+            "activity": {
+                "type": "object",
+                "description": "Kernel activity reported by gateway replicas at a bounded rate.",
+                "properties": {
+                    "lastActivity": _str("Latest activity any replica saw.", format="date-time"),
+                    "executionState": _str("Latest execution state (idle, busy, ...)."),
+                    "replicas": {
+                        "type": "object",
+                        "description": "Per gateway replica: connections, state, heartbeat.",
+                        "maxProperties": 64,
+                        "additionalProperties": {
+                            "type": "object",
+                            "properties": {
+                                "connections": _int("Open websockets.", minimum=0),
+                                "executionState": _str("State this replica last saw."),
+                                "lastActivity": _str("Activity seen by it.", format="date-time"),
+                                "heartbeat": _str("When the replica wrote this.", format="date-time"),
+                            },
+                        },
+                    },
+                },
+            },
+            "kopf": {
+                "type": "object",
+                "description": "Operator framework bookkeeping.",
+                "x-kubernetes-preserve-unknown-fields": True,
+            },
+        },
+    }
+
+
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "User", "type": "string", "jsonPath": ".spec.username"},
+    {"name": "Kernel-Spec", "type": "string", "jsonPath": ".spec.kernelSpec"},
+    {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason'},
+    {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts"},
+    {"name": "Last-Activity", "type": "date", "jsonPath": ".status.activity.lastActivity"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def crd_manifest() -> dict[str, Any]:
+    """The CustomResourceDefinition, as committed in crds/kernelsession.yaml."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": CRD_NAME},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": SHORT_NAMES,
+                "categories": CATEGORIES,
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": (
+                                "A Jupyter kernel. The name is the kernel id (a UUID); the "
+                                "operator runs it as a Pod with its key in a Secret."
+                            ),
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": _spec_schema(),
+                                "status": _status_schema(),
+                            },
+                            "x-kubernetes-validations": [
+                                {
+                                    "rule": f"self.metadata.name.matches('{UUID_PATTERN}')",
+                                    "messageExpression": (
+                                        "'metadata.name must be a lower-case UUID (the kernel id), "
+                                        "got: ' + self.metadata.name"
+                                    ),
+                                }
+                            ],
+                        }
+                    },
+                }
+            ],
+        },
+    }

@@ -1,0 +1,76 @@
+"""Kernel specs, read from standard Jupyter kernelspec directories.
+
+Operator and gateway read the same directories: the gateway lists them to clients, the operator
+renders Pods from them. Pod settings live in kernel.json under ``metadata.kernelkeeper``:
+``image``, ``resources``, ``nodeSelector``, ``tolerations``, ``serviceAccountName``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+BUILTIN_DIR = Path(__file__).with_name("kernelspecs")
+PATH_ENV = "KERNELKEEPER_KERNELSPEC_PATH"
+_NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    name: str
+    resource_dir: Path
+    spec: dict[str, Any]
+    pod: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def argv(self) -> list[str]:
+        return list(self.spec.get("argv") or [])
+
+    @property
+    def display_name(self) -> str:
+        return str(self.spec.get("display_name", self.name))
+
+    def resources(self) -> list[str]:
+        """Files other than kernel.json that clients may fetch (logos, kernel.js, ...)."""
+        return sorted(
+            p.name for p in self.resource_dir.iterdir() if p.is_file() and p.name != "kernel.json"
+        )
+
+
+def search_path(configured: list[str] | None = None) -> list[Path]:
+    """Configured dirs, then $KERNELKEEPER_KERNELSPEC_PATH, then the built-in python3 spec."""
+    dirs = [Path(p) for p in configured or []]
+    env = os.environ.get(PATH_ENV)
+    if env:
+        dirs += [Path(p) for p in env.split(os.pathsep) if p]
+    dirs.append(BUILTIN_DIR)
+    return dirs
+
+
+def load_kernel_specs(dirs: list[Path]) -> dict[str, KernelSpec]:
+    """All valid specs; earlier directories win. Broken specs are logged and skipped."""
+    found: dict[str, KernelSpec] = {}
+    for base in dirs:
+        if not base.is_dir():
+            continue
+        for entry in sorted(base.iterdir()):
+            spec_file = entry / "kernel.json"
+            if entry.name in found or not _NAME_RE.match(entry.name) or not spec_file.is_file():
+                continue
+            try:
+                data = json.loads(spec_file.read_text())
+                if not isinstance(data.get("argv"), list) or not data["argv"]:
+                    raise ValueError("argv must be a non-empty list")
+            except (OSError, ValueError) as exc:
+                log.warning("skipping kernel spec %s: %s", spec_file, exc)
+                continue
+            pod = (data.get("metadata") or {}).get("kernelkeeper") or {}
+            found[entry.name] = KernelSpec(entry.name, entry, data, dict(pod))
+    return found

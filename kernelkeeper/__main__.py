@@ -1,0 +1,5 @@
+import sys
+
+from kernelkeeper.cli import main
+
+sys.exit(main())

@@ -1,0 +1,171 @@
+"""Command lines, kubeconfigs and readiness checks for etcd and the Kubernetes components."""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kernelkeeper.local.pki import Pki
+
+SERVICE_CIDR = "10.0.0.0/24"
+
+
+def etcd_cmd(etcd: Path, data_dir: Path, client_port: int, peer_port: int) -> list[str]:
+    client = f"http://127.0.0.1:{client_port}"
+    return [
+        str(etcd),
+        "--name=kernelkeeper-local",
+        f"--data-dir={data_dir}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+        f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+        f"--initial-cluster=kernelkeeper-local=http://127.0.0.1:{peer_port}",
+        # Throw-away data: fsync buys nothing here and costs seconds on slow disks.
+        "--unsafe-no-fsync=true",
+        "--logger=zap",
+        "--log-level=warn",
+    ]
+
+
+def apiserver_cmd(apiserver: Path, pki: Pki, etcd_port: int, port: int) -> list[str]:
+    return [
+        str(apiserver),
+        f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--secure-port={port}",
+        f"--tls-cert-file={pki.serving_cert}",
+        f"--tls-private-key-file={pki.serving_key}",
+        f"--client-ca-file={pki.client_ca_cert}",
+        f"--service-account-issuer=https://127.0.0.1:{port}",
+        f"--service-account-key-file={pki.sa_pub}",
+        f"--service-account-signing-key-file={pki.sa_key}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--authorization-mode=Node,RBAC",
+        "--allow-privileged=true",
+        # Endpoints may not hold loopback addresses, so the apiserver must not try to publish
+        # its own (127.0.0.1) address for the `kubernetes` Service.
+        "--endpoint-reconciler-type=none",
+        "--profiling=false",
+        "-v=1",
+    ]
+
+
+def controller_manager_cmd(kcm: Path, pki: Pki, kubeconfig: Path) -> list[str]:
+    return [
+        str(kcm),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        f"--service-account-private-key-file={pki.sa_key}",
+        f"--root-ca-file={pki.ca_cert}",
+        "--use-service-account-credentials=true",
+        # garbagecollector, namespace, serviceaccount(-token), deployment, replicaset, ... and
+        # the node lifecycle controller, which evicts pods of a node that stops heart-beating.
+        "--controllers=*",
+        "--leader-elect=false",
+        "--bind-address=127.0.0.1",
+        "--secure-port=0",
+        "--concurrent-gc-syncs=5",
+        "-v=1",
+    ]
+
+
+def scheduler_cmd(scheduler: Path, kubeconfig: Path) -> list[str]:
+    return [
+        str(scheduler),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--leader-elect=false",
+        "--bind-address=127.0.0.1",
+        "--secure-port=0",
+        "-v=1",
+    ]
+
+
+def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: str) -> None:
+    """A self-contained kubeconfig (certificates embedded) usable from any directory."""
+
+    def b64(p: Path) -> str:
+        return base64.b64encode(p.read_bytes()).decode()
+
+    config: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "kernelkeeper-local",
+                "cluster": {"server": server, "certificate-authority-data": b64(ca)},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)},
+            }
+        ],
+        "contexts": [
+            {"name": "kernelkeeper-local", "context": {"cluster": "kernelkeeper-local", "user": user}}
+        ],
+        "current-context": "kernelkeeper-local",
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+
+
+def _ssl_context(pki: Pki) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    ctx.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
+    return ctx
+
+
+def api_get(server: str, pki: Pki, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    req = urllib.request.Request(server + path)
+    try:
+        with urllib.request.urlopen(req, context=_ssl_context(pki), timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_ready(server: str, pki: Pki, timeout: float, alive: Any) -> None:
+    """Poll /readyz until it answers ok; `alive()` lets a crashed apiserver fail fast."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError("kube-apiserver exited while starting")
+        try:
+            code, body = api_get(server, pki, "/readyz", timeout=2.0)
+            if code == 200:
+                return
+            last = f"HTTP {code}: {body[-300:].decode(errors='replace')}"
+        except (OSError, ssl.SSLError) as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise TimeoutError(f"kube-apiserver not ready after {timeout:.0f}s ({last})")
+
+
+def wait_for(server: str, pki: Pki, path: str, timeout: float, check: Any = None) -> Any:
+    """Poll a GET until it returns 200 (and `check(obj)` is true)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            code, body = api_get(server, pki, path, timeout=2.0)
+            if code == 200:
+                obj = json.loads(body)
+                if check is None or check(obj):
+                    return obj
+        except (OSError, ssl.SSLError):
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{path} not available after {timeout:.0f}s")

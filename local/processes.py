@@ -1,0 +1,130 @@
+"""Start, record and stop the local environment's processes.
+
+Each process is recorded (pid, start time from /proc, command, ports, log file) so that `down`
+stops exactly what `up` started and never a recycled pid that now belongs to someone else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _proc_start_time(pid: int) -> int | None:
+    """Kernel start time of `pid` in clock ticks (field 22 of /proc/pid/stat), None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses; fields start after the last ')'.
+    rest = stat[stat.rindex(")") + 2 :].split()
+    return int(rest[19])
+
+
+@dataclass
+class ProcessRecord:
+    name: str
+    pid: int
+    cmd: list[str]
+    log: str
+    ports: dict[str, int] = field(default_factory=dict)
+    start_ticks: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def alive(self) -> bool:
+        """True only if the pid still names the very process we started."""
+        ticks = _proc_start_time(self.pid)
+        if ticks is None:
+            return False
+        if self.start_ticks is not None and ticks != self.start_ticks:
+            return False
+        with contextlib.suppress(OSError):
+            state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state == "Z":
+                return False
+        return True
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProcessRecord:
+        return cls(**data)
+
+
+def spawn(
+    name: str,
+    cmd: list[str],
+    log: Path,
+    *,
+    ports: dict[str, int] | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    detach: bool = False,
+) -> tuple[ProcessRecord, subprocess.Popen[bytes]]:
+    """Start `cmd` with stdout and stderr appended to `log`.
+
+    Every process gets its own session so that a terminal's Ctrl-C reaches only the runner,
+    which then stops the components in order; `detach` only changes who waits for it.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    record = ProcessRecord(
+        name=name,
+        pid=proc.pid,
+        cmd=list(cmd),
+        log=str(log),
+        ports=dict(ports or {}),
+        start_ticks=_proc_start_time(proc.pid),
+    )
+    return record, proc
+
+
+def stop(record: ProcessRecord, *, timeout: float = 10.0) -> str:
+    """SIGTERM, wait, then SIGKILL. Returns a short description of what happened."""
+    if not record.alive():
+        return f"{record.name} (pid {record.pid}) was not running"
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(record.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(record.pid)
+        if not record.alive():
+            return f"stopped {record.name} (pid {record.pid})"
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(record.pid, signal.SIGKILL)
+    for _ in range(100):
+        _reap(record.pid)
+        if not record.alive():
+            break
+        time.sleep(0.05)
+    return f"killed {record.name} (pid {record.pid}) after {timeout:.0f}s"
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if `pid` is our child, so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
