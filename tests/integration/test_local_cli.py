@@ -1,0 +1,62 @@
+"""`kernelkeeper local` driven as a user would: up --detach, status --json, kubectl, down."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from kernelkeeper.local import build
+
+
+def _kk(*args: str, state: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kernelkeeper", "local", "--state-dir", str(state), *args],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )
+
+
+def _pids_alive(pids: list[int]) -> list[int]:
+    return [p for p in pids if os.path.exists(f"/proc/{p}")]
+
+
+def test_local_up_status_kubectl_down(tmp_path):
+    state = tmp_path / "env"
+    down = _kk("down", state=state)
+    assert down.returncode == 1 and "nothing to stop" in down.stderr
+    assert "Traceback" not in down.stderr
+
+    up = _kk("up", "--detach", "--control-plane-only", state=state)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "export KUBECONFIG=" in up.stdout
+
+        st = _kk("status", "--json", state=state)
+        assert st.returncode == 0, st.stderr
+        status = json.loads(st.stdout)
+        comps = status["components"]
+        assert {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} <= set(comps)
+        for c in comps.values():
+            assert c["running"] and c["pid"] > 0 and Path(c["log"]).is_file()
+        assert comps["kube-apiserver"]["ports"]["secure"] > 0
+
+        kubectl = subprocess.run(
+            [str(build.binary("kubectl")), "--kubeconfig", status["kubeconfig"], "get", "ks", "-A"],
+            capture_output=True, text=True, timeout=60, check=False)
+        assert kubectl.returncode == 0, kubectl.stderr
+        assert "No resources found" in kubectl.stderr
+
+        again = _kk("up", "--detach", "--control-plane-only", state=state)
+        assert again.returncode == 1 and "already up" in again.stderr
+        assert "Traceback" not in again.stderr
+    finally:
+        stopped = _kk("down", state=state)
+    assert stopped.returncode == 0, stopped.stderr
+    pids = [c["pid"] for c in comps.values()]
+    for name in comps:
+        assert f"stopped {name}" in stopped.stderr or f"killed {name}" in stopped.stderr
+    assert _pids_alive(pids) == [] or all(
+        "Z" in Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] for p in _pids_alive(pids))
+    assert _kk("status", "--json", state=state).returncode == 1
