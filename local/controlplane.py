@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from kernelkeeper.local.pki import Pki
 
 SERVICE_CIDR = "10.0.0.0/24"
