@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test lint unit build down clean
+.PHONY: run test lint unit build nginx down clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -16,18 +16,28 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 build: $(STAMP)
-	@$(BIN)/kernelkeeper local build
+	@$(BIN)/kernelkeeper local build --helm
+
+# nginx fronts the gateway replicas in the local environment (Debian package nginx-light).
+nginx:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
+	  echo "[make] installing nginx-light (apt-get)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  { apt-get install -y -q nginx-light >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q nginx-light >/dev/null; }; } || { \
+	  echo "nginx is missing and could not be installed; run: sudo apt-get install -y nginx-light"; \
+	  exit 1; }; }
 
 lint: $(STAMP)
 	@$(BIN)/ruff check .
 
-test: $(STAMP) build lint
+test: $(STAMP) build nginx lint
 	@$(BIN)/python -m pytest
 
 unit: $(STAMP)
 	@$(BIN)/python -m pytest tests/unit
 
-run: $(STAMP) build
+run: $(STAMP) build nginx
 	@$(BIN)/kernelkeeper local up --detach
 	@echo
 	@echo "Stop it with: make down   (status: $(BIN)/kernelkeeper local status)"

@@ -176,7 +176,8 @@ def _build_kubernetes(go: str) -> None:
         staging_out.rename(out)
 
 
-def _build_simple(go: str, name: str, module: str, version: str, package: str, out: Path) -> None:
+def _build_simple(go: str, name: str, module: str, version: str, package: str, out: Path,
+                  ldflags: str = "-s -w") -> None:
     with tempfile.TemporaryDirectory(prefix=f"kk-{name}-build-") as tmp:
         work = Path(tmp)
         log_file = cache_root() / f"build-{name}-v{version}.log"
@@ -189,7 +190,7 @@ def _build_simple(go: str, name: str, module: str, version: str, package: str, o
         partial.mkdir(parents=True)
         step.run(
             f"{name}: compile",
-            [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(partial / name), package],
+            [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(partial / name), package],
         )
         shutil.rmtree(out, ignore_errors=True)
         partial.rename(out)
@@ -211,7 +212,8 @@ def ensure_binaries(*, helm: bool = False) -> dict[str, Path]:
             _build_kubernetes(go)
         if "helm" in missing:
             _build_simple(go, "helm", "helm.sh/helm/v3", versions.HELM,
-                          "helm.sh/helm/v3/cmd/helm", helm_dir())
+                          "helm.sh/helm/v3/cmd/helm", helm_dir(),
+                          ldflags=f"-s -w -X helm.sh/helm/v3/internal/version.version=v{versions.HELM}")
         _log(f"all binaries built in {time.monotonic() - total:.1f}s")
     else:
         _log(f"using cached binaries in {cache_root()}")

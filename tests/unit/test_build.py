@@ -38,3 +38,16 @@ def test_cache_is_keyed_by_version_outside_the_repo(monkeypatch, tmp_path):
     monkeypatch.setenv("KERNELKEEPER_CACHE", str(tmp_path))
     assert build.binary("kube-apiserver").parent.name.startswith("k8s-v1.36")
     assert build.binary("etcd").parent.name.startswith("etcd-v3.6")
+
+
+def test_helm_is_built_with_its_version():
+    import subprocess
+
+    from kernelkeeper.local import versions
+
+    helm = build.binary("helm")
+    if not helm.is_file():
+        pytest.skip("helm is built by `make test` (kernelkeeper local build --helm)")
+    out = subprocess.run([str(helm), "version", "--short"], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip().startswith(f"v{versions.HELM}")
