@@ -1,0 +1,134 @@
+"""Activity reporting: what this replica sees of each kernel, written to the KernelSession status.
+
+Writes are JSON merge patches on the status subresource, at most one per kernel per
+`activity_interval`: status.activity.replicas.<replicaId> (connections, executionState,
+lastActivity, heartbeat) and the session-wide lastActivity/executionState. While this
+replica has connections to a kernel, its heartbeat is re-written at least every
+`heartbeat_interval`, so the operator's culler (which ignores stale replicas) sees it alive.
+Entries of other replicas whose heartbeat is long dead are pruned so the map stays small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kernelkeeper.gateway.config import GatewayConfig
+from kernelkeeper.gateway.metrics import Metrics
+from kernelkeeper.gateway.model import _parse, format_time, utcnow
+from kernelkeeper.gateway.store import SessionStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Track:
+    dirty: bool = True
+    last_write: float = float("-inf")
+    connections: int = 0
+
+
+class ActivityReporter:
+    def __init__(self, cfg: GatewayConfig, store: SessionStore, metrics: Metrics) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.metrics = metrics
+        self.manager: Any = None
+        self._tracks: dict[str, _Track] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def bind(self, manager: Any) -> None:
+        self.manager = manager
+
+    def mark(self, kernel_id: str) -> None:
+        track = self._tracks.get(kernel_id)
+        if track is None:
+            self._tracks[kernel_id] = _Track()
+        else:
+            track.dirty = True
+
+    def forget(self, kernel_id: str) -> None:
+        self._tracks.pop(kernel_id, None)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="activity-reporter")
+
+    async def close(self, *, final_flush: bool = True) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if final_flush:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.flush(force=True), 5)
+
+    async def _run(self) -> None:
+        tick = min(1.0, self.cfg.activity_interval / 2)
+        while True:
+            await asyncio.sleep(tick)
+            try:
+                await self.flush()
+            except Exception:  # noqa: BLE001 - reporting must never stop
+                log.exception("activity flush failed")
+
+    async def flush(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        for kernel_id, track in list(self._tracks.items()):
+            conn = self.manager.conns.get(kernel_id) if self.manager else None
+            if conn is None:
+                self._tracks.pop(kernel_id, None)
+                continue
+            connections = conn.connection_count()
+            if connections != track.connections:
+                track.dirty = True
+            age = now - track.last_write
+            due = (track.dirty and age >= self.cfg.activity_interval) or \
+                  (connections > 0 and age >= self.cfg.heartbeat_interval)
+            if not (due or (force and track.dirty)):
+                continue
+            track.dirty, track.last_write, track.connections = False, now, connections
+            await self._write(kernel_id, conn, connections)
+
+    def patch_for(self, kernel_id: str, conn: Any, connections: int) -> dict[str, Any]:
+        now = utcnow()
+        mine: dict[str, Any] = {"connections": connections, "heartbeat": format_time(now)}
+        act = conn.activity
+        if act.execution_state:
+            mine["executionState"] = act.execution_state
+        if act.last_activity:
+            mine["lastActivity"] = format_time(act.last_activity)
+        replicas: dict[str, Any] = {self.cfg.replica_id: mine}
+        activity: dict[str, Any] = {"replicas": replicas}
+        cached = self.store.cache.get(kernel_id) or {}
+        current = ((cached.get("status") or {}).get("activity")) or {}
+        # Never move the session-wide time backwards past another replica's newer report.
+        theirs = _parse(current.get("lastActivity"))
+        if act.last_activity and (theirs is None or act.last_activity >= theirs):
+            activity["lastActivity"] = format_time(act.last_activity)
+            if act.execution_state:
+                activity["executionState"] = act.execution_state
+        prune_after = 10 * self.cfg.replica_stale_after
+        for rid, entry in (current.get("replicas") or {}).items():
+            beat = _parse((entry or {}).get("heartbeat"))
+            if rid != self.cfg.replica_id and (beat is None or
+                                               (now - beat).total_seconds() > prune_after):
+                replicas[rid] = None
+        return {"status": {"activity": activity}}
+
+    async def _write(self, kernel_id: str, conn: Any, connections: int) -> None:
+        try:
+            result = await self.store.patch_status(kernel_id,
+                                                   self.patch_for(kernel_id, conn, connections))
+        except Exception as exc:  # noqa: BLE001
+            self.metrics.inc("activity_writes_total", result="error")
+            log.warning("kernel %s: activity write failed: %s", kernel_id, exc)
+            if kernel_id in self._tracks:
+                self._tracks[kernel_id].dirty = True
+            return
+        self.metrics.inc("activity_writes_total", result="ok" if result else "gone")
+        if result is None:
+            self._tracks.pop(kernel_id, None)

@@ -1,0 +1,152 @@
+"""The gateway process: Tornado application, routes, startup and graceful SIGTERM.
+
+Shutting down never stops a kernel: websockets are closed with 1001 (going away) so clients
+reconnect to another replica, ZMQ sockets are dropped, KernelSessions are left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+from kubernetes.aio import client as kclient
+from kubernetes.aio import config as kconfig
+from tornado.httpserver import HTTPServer
+from tornado.web import Application
+
+from kernelkeeper.gateway import handlers as h
+from kernelkeeper.gateway.activity import ActivityReporter
+from kernelkeeper.gateway.channels import GOING_AWAY, ChannelsHandler
+from kernelkeeper.gateway.config import GatewayConfig
+from kernelkeeper.gateway.kernels import KernelManager
+from kernelkeeper.gateway.metrics import Metrics
+from kernelkeeper.gateway.store import SessionStore
+from kernelkeeper.kernel.specs import KernelSpec, load_kernel_specs, search_path
+
+log = logging.getLogger("kernelkeeper.gateway")
+
+_ID = r"([^/]+)"
+
+
+class SpecCache:
+    """Kernel specs from the operator's directories, re-read at most every `ttl` seconds."""
+
+    def __init__(self, dirs: list[str], ttl: float = 30.0) -> None:
+        self.dirs, self.ttl = dirs, ttl
+        self._specs: dict[str, KernelSpec] = {}
+        self._loaded = float("-inf")
+
+    def __call__(self) -> dict[str, KernelSpec]:
+        if time.monotonic() - self._loaded > self.ttl:
+            self._specs = load_kernel_specs(search_path(self.dirs))
+            self._loaded = time.monotonic()
+        return self._specs
+
+
+def routes(base: str) -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
+    table: list[Any] = [
+        (rf"{base}/api/?", h.ApiHandler),
+        (rf"{base}/api/kernelspecs/?", h.KernelSpecsHandler),
+        (rf"{base}/api/kernelspecs/{_ID}/?", h.KernelSpecHandler),
+        (rf"{base}/kernelspecs/{_ID}/{_ID}", h.KernelSpecResourceHandler),
+        (rf"{base}/api/kernels/?", h.KernelsHandler),
+        (rf"{base}/api/kernels/{_ID}/channels", ChannelsHandler),
+        (rf"{base}/api/kernels/{_ID}/(interrupt|restart)/?", h.KernelActionHandler),
+        (rf"{base}/api/kernels/{_ID}/?", h.KernelHandler),
+    ]
+    for prefix in dict.fromkeys(["", base]):
+        table += [(rf"{prefix}/healthz", h.HealthHandler), (rf"{prefix}/readyz", h.ReadyHandler),
+                  (rf"{prefix}/metrics", h.MetricsHandler)]
+    table.append((r".*", h.NotFoundHandler))
+    return table
+
+
+async def api_client(cfg: GatewayConfig) -> kclient.ApiClient:
+    if cfg.kubeconfig:
+        return await kconfig.new_client_from_config(config_file=cfg.kubeconfig)
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        conf = kclient.Configuration()
+        kconfig.load_incluster_config(client_configuration=conf)
+        return kclient.ApiClient(conf)
+    return await kconfig.new_client_from_config()
+
+
+class Gateway:
+    def __init__(self, cfg: GatewayConfig) -> None:
+        self.cfg = cfg
+        self.draining = False
+        self.sockets: set[ChannelsHandler] = set()
+        self.metrics = Metrics()
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        self.api = await api_client(cfg)
+        self.store = SessionStore(self.api, cfg.namespace)
+        self.activity = ActivityReporter(cfg, self.store, self.metrics)
+        self.specs = SpecCache(list(cfg.kernel_spec_path))
+        self.manager = KernelManager(cfg, self.store, self.specs, self.metrics, self.activity)
+        self.store.start()
+        self.activity.start()
+        m = self.metrics
+        m.gauge("kernels", lambda: len(self.store.cache), "KernelSessions in the namespace.")
+        m.gauge("hydrated_kernels", lambda: len(self.manager.conns),
+                "Kernels this replica holds ZMQ connections to.")
+        m.gauge("websocket_connections", lambda: len(self.sockets), "Open websockets.")
+        m.gauge("draining", lambda: int(self.draining), "1 while shutting down.")
+        self.app = Application(
+            routes(cfg.base_path),
+            kk_config=cfg, kk_manager=self.manager, kk_store=self.store, kk_specs=self.specs,
+            kk_metrics=self.metrics, kk_sockets=self.sockets, kk_draining=lambda: self.draining,
+            websocket_ping_interval=cfg.ws_ping_interval or None,
+            websocket_ping_timeout=max(3 * cfg.ws_ping_interval, 30.0),
+            websocket_max_message_size=cfg.ws_max_message_size,
+            log_function=self._log_request,
+        )
+        self.server = HTTPServer(self.app, max_body_size=16 * 1024 * 1024)
+        self.server.listen(cfg.port, cfg.ip)
+        log.info("kernelkeeper gateway %s listening on http://%s:%d%s/ (namespace %s)",
+                 cfg.replica_id, cfg.ip, cfg.port, cfg.base_path, cfg.namespace)
+
+    def _log_request(self, handler: Any) -> None:
+        status = handler.get_status()
+        level = logging.INFO if status < 400 else logging.WARNING
+        if handler.request.path.endswith(("/healthz", "/readyz", "/metrics")) and status < 400:
+            level = logging.DEBUG
+        log.log(level, "%d %s %s %.1fms", status, handler.request.method,
+                handler.request.path, 1000 * handler.request.request_time())
+
+    async def stop(self) -> None:
+        """Stop accepting, send websockets away so clients reconnect elsewhere, keep kernels."""
+        self.draining = True
+        log.info("shutting down: %d websockets, kernels keep running", len(self.sockets))
+        self.server.stop()
+        for ws in list(self.sockets):
+            ws.close_quietly(GOING_AWAY, "gateway shutting down")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cfg.shutdown_timeout
+        while self.sockets and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        await self.activity.close(final_flush=True)
+        self.manager.close()
+        await self.store.close()
+        await self.api.close()
+        try:
+            await asyncio.wait_for(self.server.close_all_connections(), 2)
+        except TimeoutError:
+            pass
+
+
+async def serve(cfg: GatewayConfig) -> None:
+    gateway = Gateway(cfg)
+    await gateway.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await gateway.stop()
+    log.info("gateway stopped")

@@ -1,0 +1,66 @@
+"""What every handler shares: token auth, CORS headers, JSON errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tornado.web import HTTPError, RequestHandler
+
+from kernelkeeper.gateway.auth import authorized
+from kernelkeeper.gateway.errors import GatewayError
+
+_CORS = {
+    "allow_origin": "Access-Control-Allow-Origin",
+    "allow_credentials": "Access-Control-Allow-Credentials",
+    "allow_headers": "Access-Control-Allow-Headers",
+    "allow_methods": "Access-Control-Allow-Methods",
+    "expose_headers": "Access-Control-Expose-Headers",
+    "max_age": "Access-Control-Max-Age",
+}
+
+
+class GatewayMixin(RequestHandler):
+    """Mixed into REST and websocket handlers alike."""
+
+    auth_exempt = False
+
+    def set_default_headers(self) -> None:
+        cfg = self.settings["kk_config"]
+        for trait, header in _CORS.items():
+            value = getattr(cfg, trait)
+            if value:
+                self.set_header(header, value)
+
+    def prepare(self) -> None:
+        if self.request.method == "OPTIONS" or self.auth_exempt:
+            return
+        if not authorized(self.request, self.settings["kk_config"].auth_token):
+            raise GatewayError(401, "Unauthorized", "a valid token is required")
+
+    def options(self, *args: Any, **kwargs: Any) -> None:
+        """CORS preflight: no auth, no body."""
+        self.set_status(204)
+        self.finish()
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        # Expected errors are logged once, by the access log; only surprises get a traceback.
+        if isinstance(value, HTTPError):
+            return
+        super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        reason = self._reason
+        message = ""
+        if isinstance(exc, GatewayError):
+            message = exc.message
+        elif isinstance(exc, HTTPError):
+            message = exc.log_message or ""
+            if message and exc.args:
+                message = message % exc.args
+        elif exc is not None:
+            message = f"{type(exc).__name__}: {exc}"
+        self.settings["kk_metrics"].inc("errors_total", code=str(status_code))
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"reason": reason, "message": message}))

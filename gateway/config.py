@@ -1,0 +1,170 @@
+"""Gateway settings: one traitlets Configurable, every option also read from environment variables.
+
+Precedence: an explicit value (command line or constructor) wins over the environment, which wins
+over the default. Each trait names its variables with ``.tag(env=(...))``: first the
+``KERNELKEEPER_GATEWAY_*`` name, then Kernel Gateway / Enterprise Gateway names where one exists,
+so a KG deployment's environment carries over. `kernelkeeper gateway --help-env` prints the table.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from traitlets import Bool, Float, Integer, List, TraitType, Unicode, default
+from traitlets.config import Configurable
+
+
+def _env(*names: str) -> dict[str, Any]:
+    return {"env": names}
+
+
+class GatewayConfig(Configurable):
+    ip = Unicode("127.0.0.1", config=True, help="Address to listen on.").tag(
+        **_env("KERNELKEEPER_GATEWAY_IP", "KG_IP"))
+    port = Integer(8888, config=True, help="Port to listen on.").tag(
+        **_env("KERNELKEEPER_GATEWAY_PORT", "KG_PORT"))
+    base_url = Unicode("/", config=True, help="Path prefix for every route (keep it lower-case).").tag(
+        **_env("KERNELKEEPER_GATEWAY_BASE_URL", "KG_BASE_URL"))
+    auth_token = Unicode("", config=True,
+                         help="When set, every request must carry it (Authorization: token <t> "
+                              "or bearer, or ?token=). Never passed to kernels.").tag(
+        **_env("KERNELKEEPER_GATEWAY_AUTH_TOKEN", "KG_AUTH_TOKEN"))
+
+    namespace = Unicode("default", config=True, help="Namespace of the KernelSessions.").tag(
+        **_env("KERNELKEEPER_GATEWAY_NAMESPACE"))
+    kubeconfig = Unicode("", config=True,
+                         help="Kubeconfig file; empty means in-cluster config when running in a "
+                              "Pod, else ~/.kube/config.").tag(
+        **_env("KERNELKEEPER_GATEWAY_KUBECONFIG", "KUBECONFIG"))
+    replica_id = Unicode(config=True,
+                         help="This replica's name in status.activity.replicas (default: the "
+                              "Pod name, else host-pid).").tag(
+        **_env("KERNELKEEPER_GATEWAY_REPLICA_ID", "POD_NAME"))
+
+    kernel_spec_path = List(Unicode(), config=True,
+                            help="Extra kernel spec directories (os.pathsep-separated in the "
+                                 "environment), searched before $KERNELKEEPER_KERNELSPEC_PATH and "
+                                 "the built-in specs, as the operator does.").tag(
+        **_env("KERNELKEEPER_GATEWAY_KERNELSPEC_PATH"))
+    default_kernel_name = Unicode("python3", config=True,
+                                  help="Kernel spec used when a start request names none.").tag(
+        **_env("KERNELKEEPER_GATEWAY_DEFAULT_KERNEL_NAME", "KG_DEFAULT_KERNEL_NAME"))
+    launch_timeout = Float(40.0, config=True,
+                           help="Seconds to wait for a kernel to become ready (a client's "
+                                "KERNEL_LAUNCH_TIMEOUT overrides it, up to max_launch_timeout).").tag(
+        **_env("KERNELKEEPER_GATEWAY_LAUNCH_TIMEOUT", "KERNEL_LAUNCH_TIMEOUT"))
+    max_launch_timeout = Float(600.0, config=True,
+                               help="Upper bound for a client-requested launch timeout.").tag(
+        **_env("KERNELKEEPER_GATEWAY_MAX_LAUNCH_TIMEOUT"))
+    kernel_request_timeout = Float(10.0, config=True,
+                                   help="Seconds to wait for the kernel to answer an interrupt or "
+                                        "shutdown request.").tag(
+        **_env("KERNELKEEPER_GATEWAY_KERNEL_REQUEST_TIMEOUT"))
+
+    list_kernels = Bool(True, config=True,
+                        help="Allow GET /api/kernels (jupyter_server polls it; keep it on).").tag(
+        **_env("KERNELKEEPER_GATEWAY_LIST_KERNELS", "KG_LIST_KERNELS"))
+    max_kernels = Integer(0, config=True, help="Kernels allowed in the namespace (0: no limit).").tag(
+        **_env("KERNELKEEPER_GATEWAY_MAX_KERNELS", "KG_MAX_KERNELS"))
+    max_kernels_per_user = Integer(0, config=True,
+                                   help="Kernels allowed per KERNEL_USERNAME (0: no limit).").tag(
+        **_env("KERNELKEEPER_GATEWAY_MAX_KERNELS_PER_USER", "EG_MAX_KERNELS_PER_USER"))
+    allowed_envs = List(Unicode(), config=True,
+                        help="Env names clients may pass besides KERNEL_* (comma-separated in "
+                             "the environment).").tag(
+        **_env("KERNELKEEPER_GATEWAY_ALLOWED_ENVS", "KG_ENV_WHITELIST", "EG_CLIENT_ENVS"))
+
+    ws_ping_interval = Float(30.0, config=True, help="Seconds between websocket pings.").tag(
+        **_env("KERNELKEEPER_GATEWAY_WS_PING_INTERVAL", "KG_WS_PING_INTERVAL_SECS"))
+    ws_max_message_size = Integer(64 * 1024 * 1024, config=True,
+                                  help="Largest websocket message accepted from a client.").tag(
+        **_env("KERNELKEEPER_GATEWAY_WS_MAX_MESSAGE_SIZE"))
+    prefer_legacy_protocol = Bool(False, config=True,
+                                  help="Never select v1.kernel.websocket.jupyter.org, even when "
+                                       "offered.").tag(
+        **_env("KERNELKEEPER_GATEWAY_PREFER_LEGACY_PROTOCOL"))
+    buffer_max_messages = Integer(10000, config=True,
+                                  help="Messages kept for a disconnected session; the oldest "
+                                       "are dropped beyond this.").tag(
+        **_env("KERNELKEEPER_GATEWAY_BUFFER_MAX_MESSAGES"))
+    buffer_max_bytes = Integer(64 * 1024 * 1024, config=True,
+                               help="Bytes kept for a disconnected session.").tag(
+        **_env("KERNELKEEPER_GATEWAY_BUFFER_MAX_BYTES"))
+    buffer_timeout = Float(300.0, config=True,
+                           help="Seconds a disconnected session is kept for a reconnect.").tag(
+        **_env("KERNELKEEPER_GATEWAY_BUFFER_TIMEOUT"))
+
+    activity_interval = Float(10.0, config=True,
+                              help="At most one activity write per kernel per this many seconds.").tag(
+        **_env("KERNELKEEPER_GATEWAY_ACTIVITY_INTERVAL"))
+    heartbeat_interval = Float(30.0, config=True,
+                               help="Re-write this replica's heartbeat at least this often while "
+                                    "it has connections to a kernel.").tag(
+        **_env("KERNELKEEPER_GATEWAY_HEARTBEAT_INTERVAL"))
+    replica_stale_after = Float(120.0, config=True,
+                                help="Another replica's counts are ignored when its heartbeat is "
+                                     "older than this; entries older than 10x are pruned.").tag(
+        **_env("KERNELKEEPER_GATEWAY_REPLICA_STALE_AFTER"))
+    shutdown_timeout = Float(10.0, config=True,
+                             help="Seconds SIGTERM waits for websockets to close.").tag(
+        **_env("KERNELKEEPER_GATEWAY_SHUTDOWN_TIMEOUT"))
+
+    allow_origin = Unicode("", config=True, help="Access-Control-Allow-Origin.").tag(
+        **_env("KERNELKEEPER_GATEWAY_ALLOW_ORIGIN", "KG_ALLOW_ORIGIN"))
+    allow_credentials = Unicode("", config=True, help="Access-Control-Allow-Credentials.").tag(
+        **_env("KERNELKEEPER_GATEWAY_ALLOW_CREDENTIALS", "KG_ALLOW_CREDENTIALS"))
+    allow_headers = Unicode("", config=True, help="Access-Control-Allow-Headers.").tag(
+        **_env("KERNELKEEPER_GATEWAY_ALLOW_HEADERS", "KG_ALLOW_HEADERS"))
+    allow_methods = Unicode("", config=True, help="Access-Control-Allow-Methods.").tag(
+        **_env("KERNELKEEPER_GATEWAY_ALLOW_METHODS", "KG_ALLOW_METHODS"))
+    expose_headers = Unicode("", config=True, help="Access-Control-Expose-Headers.").tag(
+        **_env("KERNELKEEPER_GATEWAY_EXPOSE_HEADERS", "KG_EXPOSE_HEADERS"))
+    max_age = Unicode("", config=True, help="Access-Control-Max-Age.").tag(
+        **_env("KERNELKEEPER_GATEWAY_MAX_AGE", "KG_MAX_AGE"))
+
+    @default("replica_id")
+    def _default_replica_id(self) -> str:
+        return f"{socket.gethostname()}-{os.getpid()}"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        given = set(kwargs) | set(self.config.get(type(self).__name__, {}))
+        for name, trait in self.traits(config=True).items():
+            if name in given:
+                continue
+            for var in trait.metadata.get("env", ()):
+                raw = os.environ.get(var)
+                if raw is None or (raw == "" and var in _SKIP_EMPTY):
+                    continue
+                self.set_trait(name, parse(trait, raw))
+                break
+
+    @property
+    def base_path(self) -> str:
+        """The base URL as '/prefix' without a trailing slash ('' for the root)."""
+        return "/" + self.base_url.strip("/") if self.base_url.strip("/") else ""
+
+    @classmethod
+    def env_table(cls) -> list[tuple[str, str, str, str]]:
+        """(option, environment variables, default, help) for documentation."""
+        rows = []
+        for name, trait in sorted(cls.class_traits(config=True).items()):
+            rows.append((name, ", ".join(trait.metadata.get("env", ())),
+                         repr(trait.default_value), trait.help))
+        return rows
+
+
+# Some variables are commonly exported empty; an empty KUBECONFIG must not mean "no kubeconfig".
+_SKIP_EMPTY = {"KUBECONFIG", "POD_NAME", "KERNEL_LAUNCH_TIMEOUT"}
+
+
+def parse(trait: TraitType, raw: str) -> Any:
+    """Turn an environment string into the trait's type (lists are comma or pathsep separated)."""
+    if isinstance(trait, List):
+        sep = os.pathsep if "PATH" in " ".join(trait.metadata.get("env", ())) else ","
+        return [item.strip() for item in raw.split(sep) if item.strip()]
+    if isinstance(trait, Bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    return trait.from_string(raw)

@@ -1,0 +1,326 @@
+"""One replica's ZMQ connection to one kernel pod.
+
+A KernelConnection owns the shared iopub subscription (one per kernel per replica, fanned out
+to every client session), private control/shell sockets for the gateway's own requests
+(kernel_info, interrupt, shutdown), and the signing Session built from the key Secret.
+Client sessions (channels.py) open their own DEALER sockets through it, so a pod that moves
+to a new address is followed by every socket at once (`retarget`).
+
+Messages are kept as raw frames (KernelMessage): the websocket side re-frames them without
+re-encoding JSON, which is what keeps the bridge close to direct ZMQ speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import zmq
+import zmq.asyncio
+from jupyter_client.session import Session
+
+from kernelkeeper.gateway.errors import KernelUnavailable
+from kernelkeeper.gateway.model import LocalActivity, utcnow
+
+log = logging.getLogger(__name__)
+
+DELIM = b"<IDS|MSG>"
+# Requests whose busy/idle say nothing about the user's work (as jupyter_server tracks it).
+UNTRACKED = {"kernel_info_request", "comm_info_request", "usage_request", "debug_request"}
+
+
+class KernelMessage:
+    """A signed-and-verified kernel message as raw JSON parts plus binary buffers."""
+
+    __slots__ = ("channel", "parts", "buffers", "_header", "_parent", "_content", "cache")
+
+    def __init__(self, channel: str, parts: list[bytes], buffers: list[bytes]) -> None:
+        self.channel = channel
+        self.parts = parts  # header, parent_header, metadata, content (JSON bytes)
+        self.buffers = buffers
+        self._header: dict[str, Any] | None = None
+        self._parent: dict[str, Any] | None = None
+        self._content: dict[str, Any] | None = None
+        self.cache: dict[str, Any] = {}  # per-wire-format encodings, shared by all clients
+
+    @property
+    def header(self) -> dict[str, Any]:
+        if self._header is None:
+            self._header = json.loads(self.parts[0])
+        return self._header
+
+    @property
+    def parent(self) -> dict[str, Any]:
+        if self._parent is None:
+            self._parent = json.loads(self.parts[1]) or {}
+        return self._parent
+
+    @property
+    def content(self) -> dict[str, Any]:
+        if self._content is None:
+            self._content = json.loads(self.parts[3])
+        return self._content
+
+    @property
+    def msg_type(self) -> str:
+        return str(self.header.get("msg_type", ""))
+
+    def size(self) -> int:
+        return sum(len(p) for p in self.parts) + sum(len(b) for b in self.buffers)
+
+
+class Client(Protocol):
+    """What a KernelConnection needs from a client session (channels.ClientSession)."""
+
+    def deliver(self, msg: KernelMessage) -> None: ...
+
+    def connected(self) -> bool: ...
+
+    def kernel_dead(self, reason: str) -> None: ...
+
+
+class KernelConnection:
+    def __init__(self, kernel_id: str, info: dict[str, Any], context: zmq.asyncio.Context,
+                 *, on_activity: Callable[[str], None] | None = None) -> None:
+        self.kernel_id = kernel_id
+        self.context = context
+        self.info = dict(info)
+        key = info["key"].encode() if isinstance(info["key"], str) else info["key"]
+        self.session = Session(key=key, signature_scheme=info.get("signature_scheme",
+                                                                 "hmac-sha256"),
+                               username="kernelkeeper-gateway")
+        self._on_activity = on_activity or (lambda _kid: None)
+        self.activity = LocalActivity()
+        self.clients: dict[str, Client] = {}
+        self.kernel_session = ""  # the kernel process's own Session id, from its last reply
+        self.dead_reason: str | None = None
+        self.restarting = False
+        self.restarts_seen: int | None = None
+        self._sockets: dict[zmq.asyncio.Socket, str] = {}
+        self._pending: dict[str, asyncio.Future[KernelMessage]] = {}
+        self._iopub_seen = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+
+        ident = f"kernelkeeper-gw-{uuid.uuid4().hex[:12]}".encode()
+        self.iopub = self.open_socket("iopub")
+        self.control = self.open_socket("control", ident)
+        self.shell = self.open_socket("shell", ident)
+        self.spawn(self._pump(self.iopub, "iopub", self._on_iopub))
+        self.spawn(self._pump(self.control, "control", self._on_reply))
+        self.spawn(self._pump(self.shell, "shell", self._on_reply))
+
+    # ------------------------------------------------------------------ sockets
+
+    def endpoint(self, channel: str) -> str:
+        info = self.info
+        return f"{info.get('transport', 'tcp')}://{info['ip']}:{info[f'{channel}_port']}"
+
+    def open_socket(self, channel: str, identity: bytes | None = None) -> zmq.asyncio.Socket:
+        kind = zmq.SUB if channel == "iopub" else zmq.DEALER
+        sock = self.context.socket(kind)
+        sock.linger = 0
+        if identity is not None:
+            sock.setsockopt(zmq.IDENTITY, identity)
+        if kind == zmq.SUB:
+            sock.setsockopt(zmq.SUBSCRIBE, b"")
+        sock.connect(self.endpoint(channel))
+        self._sockets[sock] = channel
+        return sock
+
+    def close_socket(self, sock: zmq.asyncio.Socket) -> None:
+        self._sockets.pop(sock, None)
+        sock.close(linger=0)
+
+    def spawn(self, coro: Any) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro)
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks_done)
+        return task
+
+    def _tasks_done(self, task: asyncio.Task[None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._tasks.remove(task)
+        if not task.cancelled() and task.exception() and not self._closed:
+            log.error("kernel %s: socket task failed", self.kernel_id, exc_info=task.exception())
+
+    def retarget(self, info: dict[str, Any]) -> None:
+        """Follow the kernel to a new address (a replacement Pod); the key stays the same."""
+        old = {ch: self.endpoint(ch) for ch in set(self._sockets.values())}
+        self.info.update({k: v for k, v in info.items() if k != "key"})
+        for sock, channel in list(self._sockets.items()):
+            new = self.endpoint(channel)
+            if new != old[channel]:
+                with contextlib.suppress(zmq.ZMQError):
+                    sock.disconnect(old[channel])
+                sock.connect(new)
+        log.info("kernel %s: following the kernel to %s", self.kernel_id, self.info["ip"])
+
+    async def pump(self, sock: zmq.asyncio.Socket, channel: str,
+                   handle: Callable[[KernelMessage], None]) -> None:
+        await self._pump(sock, channel, handle)
+
+    async def _pump(self, sock: zmq.asyncio.Socket, channel: str,
+                    handle: Callable[[KernelMessage], None]) -> None:
+        while True:
+            try:
+                frames = await sock.recv_multipart()
+            except zmq.ZMQError:
+                if self._closed or sock.closed:
+                    return
+                raise
+            msg = self.parse(channel, frames)
+            if msg is not None:
+                handle(msg)
+
+    # ------------------------------------------------------------------ wire
+
+    def parse(self, channel: str, frames: list[bytes]) -> KernelMessage | None:
+        try:
+            idx = frames.index(DELIM)
+        except ValueError:
+            log.warning("kernel %s: dropping a %s message without delimiter", self.kernel_id,
+                        channel)
+            return None
+        sig, parts, buffers = frames[idx + 1], frames[idx + 2: idx + 6], frames[idx + 6:]
+        if len(parts) != 4:
+            return None
+        if self.session.auth is not None:
+            expected = self.session.sign(parts)
+            if not hmac.compare_digest(sig, expected):
+                log.warning("kernel %s: dropping a %s message with a bad signature",
+                            self.kernel_id, channel)
+                return None
+        return KernelMessage(channel, parts, buffers)
+
+    def send(self, sock: zmq.asyncio.Socket, parts: list[bytes], buffers: list[bytes]) -> None:
+        """Sign and queue a message (DEALER sends never wait: ZMQ queues them)."""
+        sock.send_multipart([DELIM, self.session.sign(parts), *parts, *buffers], copy=False)
+
+    def pack(self, msg_type: str, content: dict[str, Any],
+             parent: dict[str, Any] | None = None) -> tuple[str, list[bytes]]:
+        msg = self.session.msg(msg_type, content, parent=parent or {})
+        pack = self.session.pack
+        return msg["header"]["msg_id"], [pack(msg["header"]), pack(msg["parent_header"]),
+                                         pack(msg["metadata"]), pack(msg["content"])]
+
+    # ------------------------------------------------------------------ iopub
+
+    def _on_iopub(self, msg: KernelMessage) -> None:
+        self._iopub_seen.set()
+        if not self._track(msg):
+            return
+        for client in list(self.clients.values()):
+            client.deliver(msg)
+
+    def _track(self, msg: KernelMessage) -> bool:
+        """Update state and activity; False for the gateway's own traffic (not relayed)."""
+        mtype = msg.msg_type
+        if mtype == "iopub_welcome":
+            return True
+        if mtype == "status":
+            parent = msg.parent
+            if parent.get("session") == self.session.session:
+                return False
+            if parent.get("msg_type") in UNTRACKED:
+                return True
+            state = msg.content.get("execution_state")
+            if state:
+                self.activity.execution_state = state
+                if state == "starting":
+                    self.restarting = False
+        self.touch()
+        return True
+
+    def touch(self) -> None:
+        self.activity.last_activity = utcnow()
+        self._on_activity(self.kernel_id)
+
+    def connection_count(self) -> int:
+        return sum(1 for c in self.clients.values() if c.connected())
+
+    def broadcast_status(self, state: str) -> None:
+        """A gateway-made iopub status (restarting, dead) to every client session."""
+        _, parts = self.pack("status", {"execution_state": state})
+        msg = KernelMessage("iopub", parts, [])
+        self.activity.execution_state = state
+        for client in list(self.clients.values()):
+            client.deliver(msg)
+
+    # ------------------------------------------------------------------ requests
+
+    def _on_reply(self, msg: KernelMessage) -> None:
+        fut = self._pending.pop(str(msg.parent.get("msg_id", "")), None)
+        if fut is not None and not fut.done():
+            fut.set_result(msg)
+
+    async def request(self, channel: str, msg_type: str, content: dict[str, Any],
+                      timeout: float) -> KernelMessage:
+        """Send on the gateway's own control/shell socket and wait for the reply."""
+        msg_id, parts = self.pack(msg_type, content)
+        fut: asyncio.Future[KernelMessage] = asyncio.get_running_loop().create_future()
+        self._pending[msg_id] = fut
+        try:
+            self.send(self.control if channel == "control" else self.shell, parts, [])
+            reply = await asyncio.wait_for(fut, timeout)
+        finally:
+            self._pending.pop(msg_id, None)
+        self.kernel_session = str(reply.header.get("session", ""))
+        return reply
+
+    async def ensure_alive(self, timeout: float, *, not_session: str = "") -> None:
+        """Return once the kernel answers kernel_info (on control, so a busy kernel answers
+        too) and the iopub subscription is live. With `not_session`, wait for a *new* kernel
+        process (after a restart). Raises KernelUnavailable after `timeout`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        attempt = 0
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0 or self.dead_reason:
+                raise KernelUnavailable(self.dead_reason or
+                                        f"kernel {self.kernel_id} did not answer in {timeout:.0f}s")
+            attempt += 1
+            try:
+                reply = await self.request("control", "kernel_info_request", {},
+                                           min(remaining, 0.5 * attempt))
+            except TimeoutError:
+                continue
+            if not_session and reply.header.get("session") == not_session:
+                await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
+                continue
+            # The kernel_info request brackets itself with busy/idle on iopub (and an XPUB
+            # kernel sends iopub_welcome), so iopub traffic shows the subscription is live.
+            try:
+                await asyncio.wait_for(self._iopub_seen.wait(),
+                                       min(max(0.0, deadline - loop.time()), 1.0))
+                return
+            except TimeoutError:
+                continue
+
+    # ------------------------------------------------------------------ end
+
+    def mark_dead(self, reason: str) -> None:
+        if self.dead_reason:
+            return
+        self.dead_reason = reason
+        self.broadcast_status("dead")
+        for client in list(self.clients.values()):
+            client.kernel_dead(reason)
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(KernelUnavailable(reason))
+
+    def close(self) -> None:
+        """Drop this replica's sockets; the kernel itself keeps running."""
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        for sock in list(self._sockets):
+            self.close_socket(sock)

@@ -1,0 +1,156 @@
+"""REST handlers: /api, kernel specs, kernels, health and metrics."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from typing import Any
+from urllib.parse import quote
+
+from tornado import web
+
+from kernelkeeper import __version__
+from kernelkeeper.gateway.base import GatewayMixin
+from kernelkeeper.gateway.errors import GatewayError
+from kernelkeeper.gateway.validation import parse_body
+
+
+class JSONHandler(GatewayMixin, web.RequestHandler):
+    @property
+    def manager(self) -> Any:
+        return self.settings["kk_manager"]
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+
+class ApiHandler(JSONHandler):
+    def get(self) -> None:
+        self.write_json({"version": __version__, "gateway": "kernelkeeper"})
+
+
+# ---------------------------------------------------------------------- kernel specs
+
+
+def spec_model(spec: Any, base: str) -> dict[str, Any]:
+    body = {k: v for k, v in spec.spec.items() if k != "metadata"}
+    meta = {k: v for k, v in (spec.spec.get("metadata") or {}).items() if k != "kernelkeeper"}
+    body["metadata"] = meta
+    resources = {}
+    for name in spec.resources():
+        stem = name.rsplit(".", 1)[0]
+        resources[stem if stem.startswith("logo-") else name] = \
+            f"{base}/kernelspecs/{quote(spec.name)}/{quote(name)}"
+    return {"name": spec.name, "spec": body, "resources": resources}
+
+
+class KernelSpecsHandler(JSONHandler):
+    def get(self) -> None:
+        specs = self.settings["kk_specs"]()
+        base = self.settings["kk_config"].base_path
+        # jupyter_server with KERNEL_USERNAME set asks for one spec as ?user=<u>/<name>.
+        user = self.get_argument("user", "")
+        if "/" in user:
+            name = user.rsplit("/", 1)[1]
+            if name not in specs:
+                raise GatewayError(404, "Not Found", f"Kernel spec {name} not found")
+            self.write_json(spec_model(specs[name], base))
+            return
+        default = self.settings["kk_config"].default_kernel_name
+        self.write_json({
+            "default": default if default in specs else next(iter(sorted(specs)), ""),
+            "kernelspecs": {n: spec_model(s, base) for n, s in specs.items()},
+        })
+
+
+class KernelSpecHandler(JSONHandler):
+    def get(self, name: str) -> None:
+        specs = self.settings["kk_specs"]()
+        if name not in specs:
+            raise GatewayError(404, "Not Found", f"Kernel spec {name} not found")
+        self.write_json(spec_model(specs[name], self.settings["kk_config"].base_path))
+
+
+class KernelSpecResourceHandler(JSONHandler):
+    def get(self, name: str, filename: str) -> None:
+        spec = self.settings["kk_specs"]().get(name)
+        # Only files the spec directory lists: no path from the client reaches the filesystem.
+        if spec is None or filename not in spec.resources():
+            raise GatewayError(404, "Not Found", f"No resource {filename} for kernel spec {name}")
+        data = (spec.resource_dir / filename).read_bytes()
+        self.set_header("Content-Type",
+                        mimetypes.guess_type(filename)[0] or "application/octet-stream")
+        self.finish(data)
+
+
+# ---------------------------------------------------------------------- kernels
+
+
+class KernelsHandler(JSONHandler):
+    async def get(self) -> None:
+        if not self.settings["kk_config"].list_kernels:
+            raise GatewayError(403, "Forbidden", "listing kernels is disabled")
+        self.write_json(await self.manager.list_models())
+
+    async def post(self) -> None:
+        if self.settings["kk_draining"]():
+            raise GatewayError(503, "Service Unavailable", "gateway is shutting down")
+        model = await self.manager.start(parse_body(self.request.body))
+        base = self.settings["kk_config"].base_path
+        self.set_header("Location", f"{base}/api/kernels/{model['id']}")
+        self.write_json(model, 201)
+
+
+class KernelHandler(JSONHandler):
+    async def get(self, kernel_id: str) -> None:
+        self.write_json(await self.manager.get_model(kernel_id))
+
+    async def delete(self, kernel_id: str) -> None:
+        await self.manager.delete(kernel_id)
+        self.set_status(204)
+        self.finish()
+
+
+class KernelActionHandler(JSONHandler):
+    async def post(self, kernel_id: str, action: str) -> None:
+        if action == "interrupt":
+            await self.manager.interrupt(kernel_id)
+            self.set_status(204)
+            self.finish()
+        else:
+            self.write_json(await self.manager.restart(kernel_id))
+
+
+# ---------------------------------------------------------------------- operations
+
+
+class HealthHandler(JSONHandler):
+    auth_exempt = True  # probes carry no token
+
+    def get(self) -> None:
+        self.write_json({"status": "ok"})
+
+
+class ReadyHandler(JSONHandler):
+    auth_exempt = True
+
+    def get(self) -> None:
+        if self.settings["kk_draining"]():
+            raise GatewayError(503, "Service Unavailable", "shutting down")
+        if not self.settings["kk_store"].healthy:
+            raise GatewayError(503, "Service Unavailable", "KernelSession watch not synced")
+        self.write_json({"status": "ready", "replica": self.settings["kk_config"].replica_id})
+
+
+class MetricsHandler(JSONHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/plain; version=0.0.4")
+        self.finish(self.settings["kk_metrics"].render())
+
+
+class NotFoundHandler(JSONHandler):
+    def prepare(self) -> None:
+        super().prepare()
+        raise GatewayError(404, "Not Found", "")
