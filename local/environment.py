@@ -196,7 +196,7 @@ class LocalEnvironment:
             self.server, keys,
             f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd.CRD_NAME}", 30.0,
             check=lambda o: any(c.get("type") == "Established" and c.get("status") == "True"
-                                for c in o.get("status", {}).get("conditions", [])),
+                                for c in (o.get("status") or {}).get("conditions") or []),
         )
         # Established can precede discovery by a moment; clients need the resource listed.
         controlplane.wait_for(self.server, keys, f"/apis/{crd.GROUP}/{crd.VERSION}", 30.0,
