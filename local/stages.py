@@ -13,4 +13,7 @@ Stage = Callable[[LocalEnvironment], None]
 def stages_for(args: argparse.Namespace) -> list[Stage]:
     if getattr(args, "control_plane_only", False):
         return []
-    return []
+    from kernelkeeper.local.node.stage import node_stage
+
+    # The node first: the operator's kernel pods need somewhere to run.
+    return [node_stage]
