@@ -6,5 +6,6 @@ Component fixtures live in tests/fixtures/ (one module per component) and are re
 pytest_plugins = [
     "tests.fixtures.cluster",
     "tests.fixtures.node",
+    "tests.fixtures.operator",
     "tests.fixtures.gateway",
 ]

@@ -1,0 +1,103 @@
+"""The launcher's settings, read from the environment the operator put into the Pod."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kernelkeeper.crds import model as crd
+from kernelkeeper.kernel import contract
+
+
+class ConfigError(ValueError):
+    """The Pod environment is missing or malformed: the launcher cannot start a kernel."""
+
+
+@dataclass(frozen=True)
+class LauncherConfig:
+    kernel_id: str
+    ip: str
+    key: str
+    argv: list[str]
+    ports: dict[str, int] = field(default_factory=lambda: dict(crd.DEFAULT_PORTS))
+    health_port: int = contract.HEALTH_PORT
+    max_crash_restarts: int = 5
+    spec_name: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> LauncherConfig:
+        env = os.environ if environ is None else environ
+        missing = [n for n in (contract.ENV_KERNEL_ID, contract.ENV_POD_IP, contract.ENV_KEY,
+                               contract.ENV_ARGV) if not env.get(n)]
+        if missing:
+            raise ConfigError(f"missing environment: {', '.join(missing)}")
+        try:
+            argv = json.loads(env[contract.ENV_ARGV])
+        except ValueError as exc:
+            raise ConfigError(f"{contract.ENV_ARGV} is not JSON: {exc}") from None
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+            raise ConfigError(f"{contract.ENV_ARGV} must be a non-empty JSON list of strings")
+        ports = dict(crd.DEFAULT_PORTS)
+        if env.get(contract.ENV_PORTS):
+            try:
+                given = json.loads(env[contract.ENV_PORTS])
+                ports.update({ch: int(given[ch]) for ch in crd.CHANNELS if ch in given})
+            except (ValueError, TypeError, KeyError) as exc:
+                raise ConfigError(f"{contract.ENV_PORTS} is malformed: {exc}") from None
+        try:
+            health = int(env.get(contract.ENV_HEALTH_PORT) or contract.HEALTH_PORT)
+            max_restarts = int(env.get(contract.ENV_MAX_RESTARTS) or 5)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return cls(
+            kernel_id=env[contract.ENV_KERNEL_ID],
+            ip=env[contract.ENV_POD_IP],
+            key=env[contract.ENV_KEY],
+            argv=argv,
+            ports=ports,
+            health_port=health,
+            max_crash_restarts=max_restarts,
+            spec_name=env.get(contract.ENV_SPEC_NAME, ""),
+        )
+
+    def connection_info(self) -> dict[str, Any]:
+        return {
+            "ip": self.ip,
+            "transport": crd.TRANSPORT,
+            "signature_scheme": crd.SIGNATURE_SCHEME,
+            "key": self.key,
+            "kernel_name": self.spec_name,
+            **{f"{ch}_port": self.ports[ch] for ch in crd.CHANNELS},
+        }
+
+    def write_connection_file(self, directory: Path) -> Path:
+        """Write the connection file readable by this user only (it holds the key)."""
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = directory / f"kernel-{self.kernel_id}.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(self.connection_info(), out)
+        return path
+
+
+def kernel_command(argv: list[str], connection_file: Path) -> list[str]:
+    """The kernel spec's argv made runnable here, the way jupyter_client does it.
+
+    A bare ``python``/``python3`` means "the Python this launcher runs on", so a kernel spec
+    written for an image also works in a virtualenv or on the local process node.
+    """
+    pythons = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
+    cmd = [a.replace("{connection_file}", str(connection_file)) for a in argv]
+    if cmd[0] in pythons:
+        cmd[0] = sys.executable
+    return cmd
+
+
+def kernel_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The kernel's environment: the Pod's, minus the launcher's own settings and the key."""
+    return {k: v for k, v in environ.items() if not k.startswith(contract.RESERVED_PREFIX)}

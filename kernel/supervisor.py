@@ -1,0 +1,297 @@
+"""Run ipykernel in the Pod and keep it running: restart in place, or end on a plain shutdown.
+
+Restart versus shutdown: ipykernel exits with status 0 for both ``shutdown_request`` flavours,
+but first publishes the ``shutdown_reply`` (with ``restart``) on iopub under a topic ending in
+``.shutdown``. The supervisor stays subscribed to iopub, so it sees which one it was no matter
+whether the request came over control or shell. An exit without a plain-shutdown reply is a
+crash (including a lost reply): the kernel is restarted, which is the safe side to err on.
+
+Readiness means a client can execute now: the kernel answered ``kernel_info`` on control *and*
+its iopub status reached us (so iopub subscribers are connected too); afterwards the heartbeat
+keeps it true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import datetime as dt
+import logging
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from jupyter_client.session import Session
+
+from kernelkeeper.kernel import contract
+from kernelkeeper.kernel.config import LauncherConfig, kernel_command, kernel_env
+
+log = logging.getLogger("kernelkeeper.kernel")
+
+# Outcomes of one kernel process.
+SHUTDOWN = "shutdown"
+RESTART = "restart"
+CRASH = "crash"
+STOPPED = "stopped"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the launcher dies, so no kernel outlives its Pod."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class Supervisor:
+    def __init__(
+        self,
+        cfg: LauncherConfig,
+        runtime_dir: Path,
+        *,
+        environ: Mapping[str, str],
+        ready_timeout: float = 60.0,
+        hb_interval: float = 2.0,
+        hb_failures: int = 3,
+        stable_after: float = 60.0,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self.cfg = cfg
+        self.runtime_dir = runtime_dir
+        self.environ = dict(environ)
+        self.ready_timeout = ready_timeout
+        self.hb_interval = hb_interval
+        self.hb_failures = hb_failures
+        self.stable_after = stable_after
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.session = Session(key=cfg.key.encode(), signature_scheme="hmac-sha256",
+                               username="kernelkeeper-launcher")
+        self.ctx = zmq.asyncio.Context()
+        self.ready = False
+        self.state = "starting"
+        self.restarts = 0
+        self.pid: int | None = None
+        self.started_at: str | None = None
+        self.last_restart: dict[str, Any] | None = None
+        self._stop = asyncio.Event()
+        self._shutdown_reply: dict[str, Any] | None = None
+        self._iopub_alive = asyncio.Event()
+        self._proc: asyncio.subprocess.Process | None = None
+
+    # ------------------------------------------------------------------ public
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "kernelId": self.cfg.kernel_id,
+            "ready": self.ready,
+            "state": self.state,
+            "restarts": self.restarts,
+            "pid": self.pid,
+            "startedAt": self.started_at,
+            "lastRestart": self.last_restart,
+        }
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> int:
+        conn_file = self.cfg.write_connection_file(self.runtime_dir)
+        cmd = kernel_command(self.cfg.argv, conn_file)
+        env = kernel_env(self.environ)
+        watcher = asyncio.create_task(self._watch_iopub())
+        crash_streak = 0
+        try:
+            while not self._stop.is_set():
+                self._shutdown_reply = None
+                self._iopub_alive.clear()
+                began = time.monotonic()
+                outcome, detail = await self._run_once(cmd, env)
+                if outcome in (STOPPED, SHUTDOWN):
+                    self.state = "stopped"
+                    log.info("kernel %s ended: %s", self.cfg.kernel_id, detail)
+                    return contract.EXIT_SHUTDOWN
+                if outcome == RESTART:
+                    crash_streak = 0
+                    self._count_restart("requested", detail)
+                    continue
+                if time.monotonic() - began > self.stable_after:
+                    crash_streak = 0
+                crash_streak += 1
+                if crash_streak > self.cfg.max_crash_restarts:
+                    self.state = "failed"
+                    log.error("kernel %s crashed %d times in a row (%s); giving up",
+                              self.cfg.kernel_id, crash_streak, detail)
+                    return contract.EXIT_GAVE_UP
+                delay = min(self.backoff_max, self.backoff_base * 2 ** (crash_streak - 1))
+                self._count_restart("crashed", f"{detail}; restarting in {delay:.1f}s")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+            return contract.EXIT_SHUTDOWN
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            conn_file.unlink(missing_ok=True)
+            self.ctx.destroy(linger=0)
+
+    # ------------------------------------------------------------------ one kernel process
+
+    def _count_restart(self, why: str, detail: str) -> None:
+        self.restarts += 1
+        self.state = "restarting"
+        self.last_restart = {"reason": why, "detail": detail, "at": _now()}
+        log.warning("kernel %s restarting in place (%s: %s); restarts=%d",
+                    self.cfg.kernel_id, why, detail, self.restarts)
+
+    async def _run_once(self, cmd: list[str], env: dict[str, str]) -> tuple[str, str]:
+        self.ready = False
+        self.state = "starting"
+        proc = await asyncio.create_subprocess_exec(*cmd, env=env, preexec_fn=_die_with_parent)
+        self._proc, self.pid = proc, proc.pid
+        log.info("kernel %s started: pid %d, %s", self.cfg.kernel_id, proc.pid, " ".join(cmd))
+        health = asyncio.create_task(self._health(proc))
+        exited = asyncio.create_task(proc.wait())
+        stopping = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            health.cancel()
+            stopping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await health
+        self.ready = False
+        if not exited.done():
+            await self._terminate(proc)
+            return STOPPED, "the launcher was asked to stop"
+        rc = exited.result()
+        if rc == 0 and self._shutdown_reply is None:
+            # The reply is published just before exit; give the subscriber a moment to read it.
+            deadline = time.monotonic() + 1.0
+            while self._shutdown_reply is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+        reply = self._shutdown_reply
+        if rc == 0 and reply is not None:
+            if reply.get("restart"):
+                return RESTART, "shutdown_request with restart=true"
+            return SHUTDOWN, "shutdown_request without restart"
+        return CRASH, f"kernel process exited with status {rc}"
+
+    async def _terminate(self, proc: asyncio.subprocess.Process, grace: float = 5.0) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+    # ------------------------------------------------------------------ readiness
+
+    async def _health(self, proc: asyncio.subprocess.Process) -> None:
+        if not await self._wait_kernel_info():
+            log.error("kernel %s did not answer within %.0fs; killing it",
+                      self.cfg.kernel_id, self.ready_timeout)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            return
+        self.ready, self.state = True, "ready"
+        self.started_at = _now()
+        log.info("kernel %s ready on %s", self.cfg.kernel_id, self.cfg.ip)
+        await self._heartbeat()
+
+    async def _wait_kernel_info(self) -> bool:
+        addr = f"tcp://{self.cfg.ip}:{self.cfg.ports['control']}"
+        deadline = time.monotonic() + self.ready_timeout
+        sock = self.ctx.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.connect(addr)
+        try:
+            answered = False
+            while time.monotonic() < deadline:
+                if not answered:
+                    msg = self.session.msg("kernel_info_request", {})
+                    await sock.send_multipart(self.session.serialize(msg))
+                    if await sock.poll(1000):
+                        frames = await sock.recv_multipart()
+                        _, parts = self.session.feed_identities(frames)
+                        reply = self.session.deserialize(parts)
+                        answered = reply["msg_type"] == "kernel_info_reply"
+                        # Each request makes the kernel publish a status; one of them reaching
+                        # us proves iopub subscribers are connected as well.
+                if answered:
+                    try:
+                        await asyncio.wait_for(self._iopub_alive.wait(), 0.5)
+                        return True
+                    except TimeoutError:
+                        answered = False  # nudge again, like jupyter_client does
+            return False
+        finally:
+            sock.close(linger=0)
+
+    async def _heartbeat(self) -> None:
+        addr = f"tcp://{self.cfg.ip}:{self.cfg.ports['hb']}"
+        failures = 0
+        sock = None
+        try:
+            while True:
+                if sock is None:
+                    sock = self.ctx.socket(zmq.REQ)
+                    sock.linger = 0
+                    sock.connect(addr)
+                await sock.send(b"ping")
+                if await sock.poll(int(self.hb_interval * 1000)):
+                    await sock.recv()
+                    failures = 0
+                    if not self.ready:
+                        log.info("kernel %s answers its heartbeat again", self.cfg.kernel_id)
+                    self.ready, self.state = True, "ready"
+                    await asyncio.sleep(self.hb_interval)
+                    continue
+                # A REQ socket without a reply is stuck: start over with a fresh one.
+                sock.close(linger=0)
+                sock = None
+                failures += 1
+                if failures >= self.hb_failures and self.ready:
+                    log.warning("kernel %s missed %d heartbeats", self.cfg.kernel_id, failures)
+                    self.ready, self.state = False, "unresponsive"
+        finally:
+            if sock is not None:
+                sock.close(linger=0)
+
+    async def _watch_iopub(self) -> None:
+        sock = self.ctx.socket(zmq.SUB)
+        sock.linger = 0
+        # ipykernel's status, execute_input and shutdown topics start with "kernel.";
+        # stream output and display data do not, so they never reach us.
+        sock.setsockopt(zmq.SUBSCRIBE, b"kernel.")
+        sock.connect(f"tcp://{self.cfg.ip}:{self.cfg.ports['iopub']}")
+        try:
+            while True:
+                frames = await sock.recv_multipart()
+                topic = frames[0]
+                if topic.endswith(b".status"):
+                    self._iopub_alive.set()
+                elif topic.endswith(b".shutdown"):
+                    try:
+                        _, parts = self.session.feed_identities(frames)
+                        msg = self.session.deserialize(parts)
+                    except Exception as exc:  # a forged or garbled message is only logged
+                        log.warning("ignoring unverifiable shutdown message: %s", exc)
+                        continue
+                    if msg["msg_type"] == "shutdown_reply":
+                        self._shutdown_reply = dict(msg["content"])
+        finally:
+            sock.close(linger=0)

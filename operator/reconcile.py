@@ -1,0 +1,340 @@
+"""Level-based reconciliation of one KernelSession: Secret, Pod, status, culling.
+
+Every trigger (a KernelSession event, a kernel Pod event, the periodic resync) ends in
+``reconcile(namespace, name)``, which reads the current state from the API server and
+converges it. A per-session lock keeps two triggers from acting on one session at once.
+Nothing here keeps state that a restarted operator would need: pods are found by label and
+their incarnation and restart base live in the Pod's annotations, so a new leader adopts
+running kernels as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from kernelkeeper.crds import model as crd
+from kernelkeeper.kernel.specs import KernelSpec, load_kernel_specs, search_path
+from kernelkeeper.operator import render
+from kernelkeeper.operator.culling import cull_decision
+from kernelkeeper.operator.events import EventRecorder
+from kernelkeeper.operator.kube import ApiError, Kube, NotLeader, core_path
+from kernelkeeper.operator.launcher_status import LauncherStatusReader
+from kernelkeeper.operator.pods import PodView, loss_reason, view
+from kernelkeeper.operator.settings import OperatorConfig
+from kernelkeeper.operator.status import (
+    Readiness,
+    desired_status,
+    ks_path,
+    ready_condition,
+    write_status,
+)
+
+log = logging.getLogger(__name__)
+
+
+class SpecCatalog:
+    """Kernel specs from disk, re-read at most every `ttl` seconds (off the event loop)."""
+
+    def __init__(self, dirs: tuple[str, ...], ttl: float = 5.0) -> None:
+        self.dirs = list(dirs)
+        self.ttl = ttl
+        self._specs: dict[str, KernelSpec] = {}
+        self._loaded = -1e9
+
+    async def get(self) -> dict[str, KernelSpec]:
+        if time.monotonic() - self._loaded > self.ttl:
+            self._specs = await asyncio.to_thread(load_kernel_specs, search_path(self.dirs))
+            self._loaded = time.monotonic()
+        return self._specs
+
+
+class Reconciler:
+    def __init__(self, cfg: OperatorConfig, kube: Kube, *, events: EventRecorder | None = None,
+                 launcher: LauncherStatusReader | None = None,
+                 specs: SpecCatalog | None = None) -> None:
+        self.cfg = cfg
+        self.kube = kube
+        self.events = events or EventRecorder(kube, cfg.identity)
+        self.launcher = launcher or LauncherStatusReader(cfg.health_timeout)
+        self.specs = specs or SpecCatalog(cfg.kernelspec_dirs)
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def _lock(self, namespace: str, name: str) -> asyncio.Lock:
+        return self._locks.setdefault((namespace, name), asyncio.Lock())
+
+    def forget(self, namespace: str, name: str) -> None:
+        lock = self._locks.get((namespace, name))
+        if lock is not None and not lock.locked():
+            self._locks.pop((namespace, name), None)
+
+    async def close(self) -> None:
+        await self.launcher.close()
+
+    # ------------------------------------------------------------------ entry points
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        if not crd.is_kernel_id(name):
+            return
+        async with self._lock(namespace, name):
+            for _attempt in range(4):
+                ks = await self.kube.get(ks_path(namespace, name))
+                if ks is None or ks["metadata"].get("deletionTimestamp"):
+                    self.forget(namespace, name)
+                    return
+                try:
+                    await self._reconcile(ks)
+                    return
+                except ApiError as exc:
+                    if exc.status != 409:
+                        raise
+                    log.debug("conflict on %s/%s, retrying with a fresh read", namespace, name)
+            log.info("%s/%s: still conflicting after retries; the next trigger will converge",
+                     namespace, name)
+
+    async def list_sessions(self) -> list[dict[str, Any]]:
+        paths = ([ks_path(ns, "").rstrip("/") for ns in self.cfg.namespaces]
+                 if self.cfg.namespaces else
+                 [f"/apis/{crd.GROUP}/{crd.VERSION}/{crd.PLURAL}"])
+        items: list[dict[str, Any]] = []
+        for path in paths:
+            items += (await self.kube.request("GET", path)).get("items") or []
+        return items
+
+    async def resync(self) -> None:
+        """Reconcile every session once (picks up in-place restarts and missed events)."""
+        for ks in await self.list_sessions():
+            meta = ks["metadata"]
+            try:
+                await self.reconcile(meta["namespace"], meta["name"])
+            except NotLeader:
+                raise
+            except Exception as exc:
+                log.warning("resync of %s/%s failed: %s", meta["namespace"], meta["name"], exc)
+
+    async def cull(self, now: dt.datetime | None = None) -> list[str]:
+        """Cull every idle session; returns the culled names."""
+        culled = []
+        for ks in await self.list_sessions():
+            meta = ks["metadata"]
+            try:
+                if await self.cull_one(meta["namespace"], meta["name"], now):
+                    culled.append(meta["name"])
+            except NotLeader:
+                raise
+            except Exception as exc:
+                log.warning("culling check of %s/%s failed: %s", meta["namespace"],
+                            meta["name"], exc)
+        return culled
+
+    async def cull_one(self, namespace: str, name: str, now: dt.datetime | None = None) -> bool:
+        async with self._lock(namespace, name):
+            ks = await self.kube.get(ks_path(namespace, name))
+            if ks is None or ks["metadata"].get("deletionTimestamp"):
+                return False
+            now = now or dt.datetime.now(dt.UTC)
+            decision = cull_decision(
+                ks, now, default_timeout=self.cfg.idle_timeout,
+                staleness=self.cfg.activity_staleness, cull_busy=self.cfg.cull_busy,
+                cull_connected=self.cfg.cull_connected,
+            )
+            if not decision.cull:
+                return False
+            message = (f"kernel culled after {decision.idle_seconds:.0f}s without activity "
+                       f"(idle timeout {decision.timeout}s)")
+            desired = desired_status(ks, Readiness(False, crd.REASON_CULLED, message),
+                                     culledAt=crd.now_iso())
+            try:
+                await write_status(self.kube, ks, desired)
+                fresh = await self.kube.get(ks_path(namespace, name))
+                if fresh is None:
+                    return False
+                # The resourceVersion precondition makes any activity report that raced in
+                # since our decision cancel the deletion; the next round decides again.
+                await self.kube.delete(ks_path(namespace, name), preconditions={
+                    "uid": fresh["metadata"]["uid"],
+                    "resourceVersion": fresh["metadata"]["resourceVersion"]})
+            except ApiError as exc:
+                if exc.status == 409:
+                    log.info("%s/%s: activity changed while culling; not culled", namespace, name)
+                    return False
+                raise
+            await self.events.post(ks, crd.REASON_CULLED, message)
+            return True
+
+    # ------------------------------------------------------------------ one session
+
+    async def _reconcile(self, ks: dict[str, Any]) -> None:
+        meta, spec = ks["metadata"], ks.get("spec") or {}
+        specs = await self.specs.get()
+        kspec = specs.get(str(spec.get("kernelSpec") or ""))
+        if kspec is None:
+            known = ", ".join(sorted(specs)) or "none"
+            await self._write(ks, Readiness(False, crd.REASON_UNKNOWN_SPEC, (
+                f"kernel spec {spec.get('kernelSpec')!r} is not known to the operator "
+                f"(known: {known}); create the session with one of those")))
+            return
+        try:
+            user_env = render.check_env(spec.get("env"), self.cfg.env_allow)
+        except render.InvalidEnv as exc:
+            await self._write(ks, Readiness(False, crd.REASON_INVALID_ENV, str(exc)))
+            return
+        secret_state = await self._ensure_secret(ks)
+        if secret_state == "foreign":
+            await self._write(ks, Readiness(False, crd.REASON_FAILED, (
+                f"Secret {crd.key_secret_name(meta['name'])} exists but does not belong to this "
+                "session; delete it or the session")))
+            return
+        raw_pods = await self._pods(ks)
+        pods = sorted((view(p) for p in raw_pods), key=lambda p: p.incarnation)
+        live = [p for p in pods if p.live]
+        if secret_state == "created" and live:
+            # A new key means running kernels can no longer be reached: replace them.
+            for pod in live:
+                await self._delete_pod(ks, pod)
+            live = []
+        for extra in live[:-1]:
+            await self._delete_pod(ks, extra)
+        if live:
+            await self._observe(ks, live[-1])
+            return
+        latest = pods[-1] if pods else None
+        if latest is not None and latest.phase == "Succeeded" and not latest.deleting:
+            await self.events.post(ks, "KernelShutdown",
+                                   "the kernel was shut down by a client; deleting the session")
+            await self.kube.delete(ks_path(meta["namespace"], meta["name"]),
+                                   preconditions={"uid": meta["uid"]})
+            return
+        raw_latest = next((p for p in raw_pods if latest and p["metadata"]["name"] == latest.name),
+                          None)
+        await self._replace(ks, kspec, user_env, pods, latest, raw_latest)
+
+    async def _ensure_secret(self, ks: Mapping[str, Any]) -> str:
+        meta = ks["metadata"]
+        path = core_path(meta["namespace"], "secrets", crd.key_secret_name(meta["name"]))
+        secret = await self.kube.get(path)
+        if secret is not None:
+            owners = secret["metadata"].get("ownerReferences") or []
+            return "ok" if any(o.get("uid") == meta["uid"] for o in owners) else "foreign"
+        try:
+            await self.kube.create(core_path(meta["namespace"], "secrets"),
+                                   render.render_secret(ks, render.new_key()))
+        except ApiError as exc:
+            if exc.status == 409:
+                raise  # created concurrently: retry the whole reconcile with a fresh view
+            raise
+        return "created"
+
+    async def _pods(self, ks: Mapping[str, Any]) -> list[dict[str, Any]]:
+        meta = ks["metadata"]
+        result = await self.kube.request(
+            "GET", core_path(meta["namespace"], "pods"),
+            query={"labelSelector": f"{crd.LABEL_KERNEL_ID}={meta['name']},"
+                                    f"{crd.LABEL_COMPONENT}={render.COMPONENT_KERNEL}"})
+        return [p for p in result.get("items") or []
+                if any(o.get("uid") == meta["uid"]
+                       for o in p["metadata"].get("ownerReferences") or [])]
+
+    async def _delete_pod(self, ks: Mapping[str, Any], pod: PodView) -> None:
+        await self.kube.delete(core_path(ks["metadata"]["namespace"], "pods", pod.name),
+                               preconditions={"uid": pod.uid})
+
+    async def _replace(self, ks: dict[str, Any], kspec: KernelSpec, user_env: dict[str, str],
+                       pods: list[PodView], latest: PodView | None,
+                       raw_latest: Mapping[str, Any] | None) -> None:
+        meta, status = ks["metadata"], ks.get("status") or {}
+        kid = meta["name"]
+        seen = [p.incarnation for p in pods]
+        from_status = render.incarnation_of(status.get("podName"), kid)
+        if from_status is not None:
+            seen.append(from_status)
+        restarts = int(status.get("restarts") or 0)
+        if not seen:
+            incarnation, base = 0, restarts
+            new_name = render.pod_name(kid, incarnation)
+            readiness = Readiness(False, crd.REASON_STARTING, f"creating kernel pod {new_name}")
+        else:
+            incarnation, base = max(seen) + 1, restarts + 1
+            new_name = render.pod_name(kid, incarnation)
+            old_name = latest.name if latest else status.get("podName")
+            why = loss_reason(latest, raw_latest)
+            if incarnation > self.cfg.max_pod_restarts:
+                await self._write(ks, Readiness(False, crd.REASON_FAILED, (
+                    f"kernel pod {old_name} was lost ({why}) and the kernel has been replaced "
+                    f"{incarnation - 1} times already (limit {self.cfg.max_pod_restarts}); "
+                    "delete this session and start a new kernel")))
+                return
+            readiness = Readiness(False, crd.REASON_POD_LOST,
+                                  f"kernel pod {old_name} was lost ({why}); starting {new_name}")
+        pod = render.render_pod(ks, kspec, self.cfg, user_env=user_env,
+                                incarnation=incarnation, restarts_base=base)
+        try:
+            await self.kube.create(core_path(meta["namespace"], "pods"), pod)
+            log.info("%s/%s: created pod %s", meta["namespace"], kid, new_name)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+        # Finished pods hold nothing worth keeping once their replacement exists.
+        for old in pods:
+            if old.phase == "Failed" and not old.deleting:
+                await self._delete_pod(ks, old)
+        await self._write(ks, readiness, podName=new_name, podIP=None, connection=None,
+                          restarts=base, culledAt=None)
+
+    async def _observe(self, ks: dict[str, Any], pod: PodView) -> None:
+        status = ks.get("status") or {}
+        restarts = int(status.get("restarts") or 0)
+        base = pod.restarts_base if pod.restarts_base is not None else restarts
+        launcher = None
+        if pod.ip and pod.phase == "Running":
+            launcher = await self.launcher.read(pod.ip)
+        restarts = max(restarts, base + int((launcher or {}).get("restarts") or 0))
+        ready = pod.ready and (launcher is None or bool(launcher.get("ready")))
+        if pod.unschedulable:
+            hint = ("lower the requested resources (spec.resources or the kernel spec's) or "
+                    "add capacity" if "Insufficient" in pod.unschedulable else
+                    "check the kernel spec's nodeSelector and tolerations, or add nodes")
+            readiness = Readiness(False, crd.REASON_UNSCHEDULABLE, (
+                f"kernel pod {pod.name} cannot be scheduled: {pod.unschedulable.rstrip('.')}; "
+                f"{hint}"))
+        elif ready:
+            readiness = Readiness(True, crd.REASON_RUNNING,
+                                  f"kernel is running in pod {pod.name} at {pod.ip}")
+        elif pod.phase == "Running" and launcher and (launcher.get("restarts") or 0) > 0 \
+                and launcher.get("state") != "ready":
+            last = launcher.get("lastRestart") or {}
+            readiness = Readiness(False, crd.REASON_RESTARTING, (
+                f"kernel is restarting in place in pod {pod.name} "
+                f"({last.get('reason', 'unknown')}: {last.get('detail', '')})"))
+        elif pod.phase == "Running" and launcher and launcher.get("state") == "unresponsive":
+            readiness = Readiness(False, crd.REASON_RESTARTING,
+                                  f"kernel in pod {pod.name} stopped answering its heartbeat")
+        else:
+            detail = pod.waiting or ("waiting for the kernel to answer"
+                                     if pod.phase == "Running" else f"pod is {pod.phase}")
+            readiness = Readiness(False, crd.REASON_STARTING,
+                                  f"kernel pod {pod.name} is starting: {detail}")
+        conn = crd.connection_status(pod.ip, crd.DEFAULT_PORTS) if pod.ip else None
+        await self._write(ks, readiness, podName=pod.name, podIP=pod.ip, connection=conn,
+                          restarts=restarts, culledAt=None, _launcher=launcher)
+
+    async def _write(self, ks: dict[str, Any], readiness: Readiness, *,
+                     _launcher: Mapping[str, Any] | None = None, **fields: Any) -> None:
+        old_status, old_reason = ready_condition(ks)
+        old_restarts = int((ks.get("status") or {}).get("restarts") or 0)
+        desired = desired_status(ks, readiness, **fields)
+        if not await write_status(self.kube, ks, desired):
+            return
+        new_status = "True" if readiness.ready else "False"
+        if (old_status, old_reason) != (new_status, readiness.reason):
+            quiet = readiness.ready or readiness.reason == crd.REASON_STARTING
+            await self.events.post(ks, readiness.reason, readiness.message, warning=not quiet)
+        if desired["restarts"] > old_restarts and readiness.reason != crd.REASON_POD_LOST:
+            last = (_launcher or {}).get("lastRestart") or {}
+            await self.events.post(ks, "KernelRestarted", (
+                f"kernel restarted in place ({last.get('reason', 'unknown')}: "
+                f"{last.get('detail', '')}); restarts={desired['restarts']}"))

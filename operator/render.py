@@ -1,0 +1,208 @@
+"""KernelSession -> Secret and Pod manifests, as plain dicts (never templated text).
+
+Everything here is pure: same inputs, same manifest. The handlers decide *when* to create
+things; this module decides *what* they look like.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kernelkeeper.crds import model as crd
+from kernelkeeper.kernel import contract
+from kernelkeeper.kernel.specs import KernelSpec
+from kernelkeeper.operator.settings import OperatorConfig
+
+ANN_INCARNATION = f"{crd.GROUP}/incarnation"
+ANN_RESTARTS_BASE = f"{crd.GROUP}/restarts-base"
+COMPONENT_KERNEL = "kernel"
+COMPONENT_KEY = "kernel-key"
+CONTAINER = "kernel"
+USER_ENV_PREFIX = "KERNEL_"
+
+
+class InvalidEnv(ValueError):
+    """spec.env names a variable the operator may not pass to a kernel."""
+
+
+def new_key() -> str:
+    return secrets.token_hex(32)
+
+
+def pod_name(kernel_id: str, incarnation: int) -> str:
+    """Each replacement Pod gets a new name, so it can start while a lost one still terminates."""
+    return f"{crd.pod_name(kernel_id)}-{incarnation}"
+
+
+def incarnation_of(name: str | None, kernel_id: str) -> int | None:
+    prefix = crd.pod_name(kernel_id) + "-"
+    if not name or not name.startswith(prefix) or not name[len(prefix):].isdigit():
+        return None
+    return int(name[len(prefix):])
+
+
+def env_allowed(name: str, allow: Iterable[str]) -> bool:
+    if name.startswith(contract.RESERVED_PREFIX):
+        return False
+    return name.startswith(USER_ENV_PREFIX) or name in set(allow)
+
+
+def check_env(env: Mapping[str, Any] | None, allow: Iterable[str]) -> dict[str, str]:
+    """The session's env if every name is allowed; otherwise InvalidEnv saying what to fix."""
+    env = dict(env or {})
+    allow = tuple(allow)
+    bad = sorted(n for n in env if not env_allowed(n, allow))
+    if bad:
+        allowed = "KERNEL_*" + "".join(f", {n}" for n in sorted(allow))
+        raise InvalidEnv(
+            f"spec.env names {', '.join(bad)} not allowed; allowed are {allowed} "
+            f"(names starting with {contract.RESERVED_PREFIX} are reserved). "
+            "Remove them and recreate the session."
+        )
+    return {k: str(v) for k, v in env.items()}
+
+
+def labels(ks: Mapping[str, Any], component: str) -> dict[str, str]:
+    spec = ks.get("spec") or {}
+    return {
+        crd.LABEL_KERNEL_ID: ks["metadata"]["name"],
+        crd.LABEL_USERNAME: crd.label_value(str(spec.get("username") or "")),
+        crd.LABEL_KERNEL_SPEC: crd.label_value(str(spec.get("kernelSpec") or "")),
+        crd.LABEL_COMPONENT: component,
+    }
+
+
+def owner_reference(ks: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": crd.API_VERSION,
+        "kind": crd.KIND,
+        "name": ks["metadata"]["name"],
+        "uid": ks["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def render_secret(ks: Mapping[str, Any], key: str) -> dict[str, Any]:
+    kid = ks["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": crd.key_secret_name(kid),
+            "namespace": ks["metadata"]["namespace"],
+            "labels": labels(ks, COMPONENT_KEY),
+            "ownerReferences": [owner_reference(ks)],
+        },
+        "type": "Opaque",
+        "stringData": {crd.KEY_SECRET_FIELD: key},
+    }
+
+
+def _merge_resources(base: Mapping[str, Any] | None,
+                     override: Mapping[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for part in ("requests", "limits"):
+        merged = {**((base or {}).get(part) or {}), **((override or {}).get(part) or {})}
+        if merged:
+            out[part] = {k: str(v) for k, v in merged.items()}
+    return out
+
+
+def _tolerations(spec: KernelSpec, cfg: OperatorConfig) -> list[dict[str, Any]]:
+    given = [dict(t) for t in spec.pod.get("tolerations") or []]
+    keys = {t.get("key") for t in given}
+    # A kernel on a lost node is useless; move it sooner than the default 300 s.
+    for taint in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
+        if taint not in keys:
+            given.append({"key": taint, "operator": "Exists", "effect": "NoExecute",
+                          "tolerationSeconds": cfg.node_loss_toleration})
+    return given
+
+
+def _env_list(ks: Mapping[str, Any], spec: KernelSpec, cfg: OperatorConfig,
+              user_env: Mapping[str, str]) -> list[dict[str, Any]]:
+    kid = ks["metadata"]["name"]
+    kspec = ks.get("spec") or {}
+    values: dict[str, str] = {}
+    # The kernel spec's env is the admin's; the session's allow-listed env comes next.
+    values.update({k: str(v) for k, v in (spec.spec.get("env") or {}).items()
+                   if not k.startswith(contract.RESERVED_PREFIX)})
+    values.update(user_env)
+    values[contract.ENV_KERNEL_ID] = kid
+    values[contract.ENV_USERNAME] = str(kspec.get("username") or user_env.get(contract.ENV_USERNAME)
+                                        or "")
+    values[contract.ENV_ARGV] = json.dumps(spec.argv)
+    values[contract.ENV_PORTS] = json.dumps(crd.DEFAULT_PORTS, sort_keys=True)
+    values[contract.ENV_HEALTH_PORT] = str(contract.HEALTH_PORT)
+    values[contract.ENV_SPEC_NAME] = spec.name
+    values[contract.ENV_MAX_RESTARTS] = str(cfg.launcher_max_crash_restarts)
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
+    env.append({"name": contract.ENV_POD_IP,
+                "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
+    env.append({"name": contract.ENV_KEY,
+                "valueFrom": {"secretKeyRef": {"name": crd.key_secret_name(kid),
+                                               "key": crd.KEY_SECRET_FIELD}}})
+    return env
+
+
+def render_pod(ks: Mapping[str, Any], spec: KernelSpec, cfg: OperatorConfig, *,
+               user_env: Mapping[str, str], incarnation: int,
+               restarts_base: int) -> dict[str, Any]:
+    kid = ks["metadata"]["name"]
+    pod_cfg = spec.pod
+    ports = [{"name": ch, "containerPort": port, "protocol": "TCP"}
+             for ch, port in crd.DEFAULT_PORTS.items()]
+    ports.append({"name": contract.HEALTH_PORT_NAME, "containerPort": contract.HEALTH_PORT,
+                  "protocol": "TCP"})
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": str(pod_cfg.get("image") or cfg.default_image),
+        "imagePullPolicy": cfg.image_pull_policy,
+        "command": list(cfg.launcher_command),
+        "env": _env_list(ks, spec, cfg, user_env),
+        "ports": ports,
+        "readinessProbe": {
+            "httpGet": {"path": contract.HEALTH_PATH, "port": contract.HEALTH_PORT_NAME},
+            "initialDelaySeconds": 1,
+            "periodSeconds": 2,
+            "timeoutSeconds": 2,
+            "successThreshold": 1,
+            "failureThreshold": 1,
+        },
+    }
+    resources = _merge_resources(pod_cfg.get("resources"), (ks.get("spec") or {}).get("resources"))
+    if resources:
+        container["resources"] = resources
+    pod_spec: dict[str, Any] = {
+        # In-place kernel restarts are the launcher's job and a lost Pod is the operator's:
+        # a kubelet restart loop in between would only hide failures from both.
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 10,
+        "containers": [container],
+        "tolerations": _tolerations(spec, cfg),
+    }
+    if pod_cfg.get("serviceAccountName"):
+        pod_spec["serviceAccountName"] = str(pod_cfg["serviceAccountName"])
+    else:
+        # User code runs in this Pod; it gets no API credentials unless the spec asks for them.
+        pod_spec["automountServiceAccountToken"] = False
+    if pod_cfg.get("nodeSelector"):
+        pod_spec["nodeSelector"] = {str(k): str(v) for k, v in pod_cfg["nodeSelector"].items()}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(kid, incarnation),
+            "namespace": ks["metadata"]["namespace"],
+            "labels": labels(ks, COMPONENT_KERNEL),
+            "annotations": {ANN_INCARNATION: str(incarnation),
+                            ANN_RESTARTS_BASE: str(restarts_base)},
+            "ownerReferences": [owner_reference(ks)],
+        },
+        "spec": pod_spec,
+    }

@@ -1,0 +1,119 @@
+"""Run the operator: wait for the Lease, then run kopf and the periodic loops while leading.
+
+Exit codes: 0 after SIGTERM/SIGINT (Lease released), 1 when leadership was lost or kopf
+died (the process exits so its supervisor restarts it as a fresh standby: simpler and safer
+than re-arming in place).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+import kopf
+
+from kernelkeeper.operator.handlers import build_registry, kopf_settings
+from kernelkeeper.operator.kube import Kube, NotLeader
+from kernelkeeper.operator.lease import LeaseElector
+from kernelkeeper.operator.reconcile import Reconciler
+from kernelkeeper.operator.settings import OperatorConfig
+
+log = logging.getLogger("kernelkeeper.operator")
+
+EXIT_OK = 0
+EXIT_LOST = 1
+
+
+async def _every(interval: float, what: str, fn: Callable[[], Awaitable[object]]) -> None:
+    while True:
+        try:
+            await fn()
+        except NotLeader:
+            return
+        except Exception as exc:  # one failed round must not end the loop
+            log.warning("%s failed: %s", what, exc)
+        await asyncio.sleep(interval)
+
+
+async def run(cfg: OperatorConfig) -> int:
+    kube = await Kube.connect(cfg.kubeconfig, timeout=cfg.request_timeout)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def install_signals() -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+
+    install_signals()
+    elector = LeaseElector(kube, cfg.lease_name, cfg.lease_namespace, cfg.identity,
+                           duration=cfg.lease_duration, renew_deadline=cfg.renew_deadline,
+                           retry=cfg.retry_period)
+    try:
+        acquiring = asyncio.create_task(elector.acquire())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not acquiring.done():
+            acquiring.cancel()
+            log.info("stopped while standing by")
+            return EXIT_OK
+        stopping.cancel()
+        return await _lead(cfg, kube, elector, stop, install_signals)
+    finally:
+        await kube.close()
+
+
+async def _lead(cfg: OperatorConfig, kube: Kube, elector: LeaseElector, stop: asyncio.Event,
+                install_signals: Callable[[], None]) -> int:
+    log.info("%s is the leader: starting kopf", cfg.identity)
+    kube.guard = elector.is_leader  # every write checks the Lease first
+    reconciler = Reconciler(cfg, kube)
+    # These tasks exist before kopf starts, so kopf's shutdown leaves them to us.
+    holding = asyncio.create_task(elector.hold(), name="lease holder")
+    stopping = asyncio.create_task(stop.wait(), name="stop waiter")
+    loops = [
+        asyncio.create_task(_every(cfg.resync_interval, "resync", reconciler.resync),
+                            name="resync"),
+        asyncio.create_task(_every(cfg.cull_interval, "culling", reconciler.cull),
+                            name="culling"),
+    ]
+    stop_flag = asyncio.Event()
+    existing = set(asyncio.all_tasks())
+    tasks = await kopf.spawn_tasks(
+        registry=build_registry(reconciler, kube),
+        settings=kopf_settings(cfg),
+        standalone=True,
+        clusterwide=not cfg.namespaces,
+        namespaces=list(cfg.namespaces),
+        stop_flag=stop_flag,
+    )
+    # kopf installs its own SIGTERM handler; ours must win so the Lease is released.
+    install_signals()
+    kopf_task = asyncio.create_task(kopf.run_tasks(tasks, ignored=existing), name="kopf")
+    code = EXIT_OK
+    try:
+        await asyncio.wait({holding, stopping, kopf_task}, return_when=asyncio.FIRST_COMPLETED)
+        if holding.done():
+            log.error("leadership lost: stopping kopf and exiting")
+            code = EXIT_LOST
+        elif kopf_task.done():
+            log.error("kopf stopped unexpectedly: %r", kopf_task.exception()
+                      if not kopf_task.cancelled() else "cancelled")
+            code = EXIT_LOST
+        else:
+            log.info("stop requested: stopping kopf and releasing the lease")
+    finally:
+        stop_flag.set()
+        for task in loops:
+            task.cancel()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(kopf_task, timeout=15)
+        for task in (*loops, holding, stopping):
+            task.cancel()
+        await asyncio.gather(*loops, holding, stopping, return_exceptions=True)
+        await reconciler.close()
+        if code == EXIT_OK:
+            await elector.release()
+    return code
