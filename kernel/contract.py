@@ -30,5 +30,6 @@ STATUS_PATH = "/status"  # always 200: JSON with ready, state, restarts, pid, ..
 
 # Launcher exit codes, visible as the container's terminated exitCode.
 EXIT_SHUTDOWN = 0  # a client asked the kernel to shut down (no restart)
-EXIT_GAVE_UP = 3  # the kernel kept crashing; the operator decides what happens next
+EXIT_GAVE_UP = 3
+EXIT_STOPPED = 143  # SIGTERM (Pod deletion): not a client shutdown, so never "Succeeded"  # the kernel kept crashing; the operator decides what happens next
 EXIT_BAD_CONFIG = 2

@@ -121,7 +121,7 @@ class Supervisor:
                 if outcome in (STOPPED, SHUTDOWN):
                     self.state = "stopped"
                     log.info("kernel %s ended: %s", self.cfg.kernel_id, detail)
-                    return contract.EXIT_SHUTDOWN
+                    return contract.EXIT_SHUTDOWN if outcome == SHUTDOWN else contract.EXIT_STOPPED
                 if outcome == RESTART:
                     crash_streak = 0
                     self._count_restart("requested", detail)
@@ -138,7 +138,8 @@ class Supervisor:
                 self._count_restart("crashed", f"{detail}; restarting in {delay:.1f}s")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay)
-            return contract.EXIT_SHUTDOWN
+            self.state = "stopped"
+            return contract.EXIT_STOPPED
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

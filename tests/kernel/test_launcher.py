@@ -1,0 +1,210 @@
+"""The in-pod launcher as a plain subprocess around real ipykernel (no cluster needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from jupyter_client import BlockingKernelClient
+
+from kernelkeeper.crds import model as crd
+from kernelkeeper.kernel import contract
+
+PYTHON_ARGV = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+
+
+@dataclass
+class Launched:
+    proc: subprocess.Popen[bytes]
+    ip: str
+    key: str
+    log: Path
+
+    def status(self) -> dict | None:
+        try:
+            url = f"http://{self.ip}:{contract.HEALTH_PORT}{contract.STATUS_PATH}"
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return json.loads(resp.read())
+        except OSError:
+            return None
+
+    def healthz(self) -> int | None:
+        try:
+            url = f"http://{self.ip}:{contract.HEALTH_PORT}{contract.HEALTH_PATH}"
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return None
+
+    def wait(self, check, timeout: float = 60, what: str = "state") -> dict:
+        deadline = time.monotonic() + timeout
+        st = None
+        while time.monotonic() < deadline:
+            st = self.status()
+            if st is not None and check(st):
+                return st
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            time.sleep(0.1)
+        raise AssertionError(f"launcher never reached {what}; last status {st}\n"
+                             + self.log.read_text()[-3000:])
+
+    def client(self) -> BlockingKernelClient:
+        kc = BlockingKernelClient()
+        kc.load_connection_info({
+            "ip": self.ip, "key": self.key, "transport": "tcp",
+            "signature_scheme": crd.SIGNATURE_SCHEME,
+            **{f"{ch}_port": port for ch, port in crd.DEFAULT_PORTS.items()},
+        })
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        return kc
+
+
+def _env(ip: str, key: str, argv: list[str], **extra: str) -> dict[str, str]:
+    return {**os.environ, contract.ENV_KERNEL_ID: str(uuid.uuid4()), contract.ENV_POD_IP: ip,
+            contract.ENV_KEY: key, contract.ENV_ARGV: json.dumps(argv), **extra}
+
+
+@pytest.fixture
+def launch(tmp_path) -> Iterator:
+    started: list[Launched] = []
+
+    def start(argv: list[str] = PYTHON_ARGV, **extra: str) -> Launched:
+        # A loopback address of its own, outside the process node's 127.64.0.0/10.
+        ip = f"127.200.{random.randint(0, 255)}.{random.randint(1, 254)}"
+        key = uuid.uuid4().hex
+        log = tmp_path / f"launcher-{len(started)}.log"
+        with log.open("ab") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "kernelkeeper.kernel"],
+                                    env=_env(ip, key, argv, **extra), stdout=out,
+                                    stderr=subprocess.STDOUT)
+        started.append(Launched(proc, ip, key, log))
+        return started[-1]
+
+    yield start
+    for launched in started:
+        if launched.proc.poll() is None:
+            launched.proc.kill()
+            launched.proc.wait(10)
+
+
+def _execute(kc: BlockingKernelClient, code: str) -> dict:
+    results: list[str] = []
+    reply = kc.execute_interactive(
+        code, timeout=60,
+        output_hook=lambda m: results.append(m["content"]["data"]["text/plain"])
+        if m["msg_type"] == "execute_result" else None)
+    return {"status": reply["content"]["status"], "result": results[-1] if results else None,
+            "ename": reply["content"].get("ename")}
+
+
+def test_serves_kernel_and_health(launch):
+    kernel = launch()
+    st = kernel.wait(lambda s: s["ready"], what="ready")
+    assert st["restarts"] == 0 and st["state"] == "ready" and st["pid"]
+    assert kernel.healthz() == 200
+    kc = kernel.client()
+    try:
+        assert _execute(kc, "1+1")["result"] == "2"
+        # The kernel sees the pod environment but not the launcher's settings or the key.
+        env = _execute(kc, "import os; sorted(k for k in os.environ if k.startswith('KERNEL'))")
+        assert "KERNELKEEPER_KEY" not in env["result"] and "KERNEL_ID" in env["result"]
+    finally:
+        kc.stop_channels()
+
+
+def test_restart_request_restarts_in_place_and_clears_state(launch):
+    kernel = launch()
+    first = kernel.wait(lambda s: s["ready"], what="ready")
+    kc = kernel.client()
+    try:
+        _execute(kc, "y = 'kept?'")
+        kc.control_channel.send(kc.session.msg("shutdown_request", {"restart": True}))
+        assert kc.control_channel.get_msg(timeout=30)["content"]["restart"] is True
+        st = kernel.wait(lambda s: s["ready"] and s["restarts"] == 1, what="restarted")
+        assert st["pid"] != first["pid"]
+        assert st["lastRestart"]["reason"] == "requested"
+        kc.wait_for_ready(timeout=60)
+        assert _execute(kc, "y")["ename"] == "NameError"
+        assert kernel.proc.poll() is None
+    finally:
+        kc.stop_channels()
+    assert "restarting in place (requested" in kernel.log.read_text()
+
+
+def test_shutdown_request_over_shell_also_detected(launch):
+    """ipykernel accepts shutdown_request on shell too; iopub tells us which kind it was."""
+    kernel = launch()
+    kernel.wait(lambda s: s["ready"], what="ready")
+    kc = kernel.client()
+    try:
+        kc.shell_channel.send(kc.session.msg("shutdown_request", {"restart": True}))
+        kernel.wait(lambda s: s["ready"] and s["restarts"] == 1, what="restarted")
+        assert kernel.status()["lastRestart"]["reason"] == "requested"
+    finally:
+        kc.stop_channels()
+
+
+def test_crash_restarts_with_backoff_until_ready(launch):
+    kernel = launch()
+    first = kernel.wait(lambda s: s["ready"], what="ready")
+    os.kill(first["pid"], signal.SIGKILL)
+    st = kernel.wait(lambda s: s["ready"] and s["restarts"] == 1, what="restarted after crash")
+    assert st["lastRestart"]["reason"] == "crashed" and "-9" in st["lastRestart"]["detail"]
+    kc = kernel.client()
+    try:
+        assert _execute(kc, "3*3")["result"] == "9"
+    finally:
+        kc.stop_channels()
+
+
+def test_plain_shutdown_ends_launcher_with_zero(launch):
+    kernel = launch()
+    kernel.wait(lambda s: s["ready"], what="ready")
+    kc = kernel.client()
+    try:
+        kc.control_channel.send(kc.session.msg("shutdown_request", {"restart": False}))
+        kc.control_channel.get_msg(timeout=30)
+    finally:
+        kc.stop_channels()
+    assert kernel.proc.wait(30) == contract.EXIT_SHUTDOWN
+
+
+def test_sigterm_stops_kernel_and_launcher(launch):
+    kernel = launch()
+    st = kernel.wait(lambda s: s["ready"], what="ready")
+    kernel.proc.send_signal(signal.SIGTERM)
+    assert kernel.proc.wait(30) == contract.EXIT_STOPPED
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{st['pid']}").exists():
+        time.sleep(0.1)
+    assert not Path(f"/proc/{st['pid']}").exists()
+
+
+def test_kernel_that_keeps_crashing_gives_up(launch):
+    kernel = launch(["python", "-c", "raise SystemExit(7)"],
+                    **{contract.ENV_MAX_RESTARTS: "2"})
+    assert kernel.proc.wait(60) == contract.EXIT_GAVE_UP
+    text = kernel.log.read_text()
+    assert text.count("restarting in place (crashed") == 2 and "giving up" in text
+
+
+def test_missing_config_exits_with_clear_error(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KERNELKEEPER_")}
+    out = subprocess.run([sys.executable, "-m", "kernelkeeper.kernel"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == contract.EXIT_BAD_CONFIG
+    assert "KERNELKEEPER_POD_IP" in out.stderr and "KERNELKEEPER_KEY" in out.stderr

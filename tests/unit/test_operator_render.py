@@ -1,0 +1,115 @@
+"""Pod and Secret rendering and the env allow-list (pure functions)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kernelkeeper.crds import model as crd
+from kernelkeeper.kernel import contract
+from kernelkeeper.kernel.specs import KernelSpec
+from kernelkeeper.operator import render
+from kernelkeeper.operator.settings import OperatorConfig
+
+KID = "0b7cbd8e-58a5-4e0f-9a4b-6c7e0d3c2a11"
+
+
+def _ks(**spec) -> dict:
+    ks = crd.kernel_session(KID, namespace="ns1", kernel_spec="python3", username="bob",
+                            env=spec.pop("env", {}))
+    ks["spec"].update(spec)
+    ks["metadata"]["uid"] = "uid-1"
+    return ks
+
+
+def _spec(**pod) -> KernelSpec:
+    data = {"argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Py", "env": {"SPEC_VAR": "1", "KERNELKEEPER_KEY": "nope"}}
+    return KernelSpec("python3", Path("/nonexistent"), data, pod)
+
+
+CFG = OperatorConfig(launcher_command=("/venv/bin/python", "-m", "kernelkeeper.kernel"),
+                     identity="t", env_allow=("LANG",))
+
+
+def test_env_allow_list():
+    assert render.check_env({"KERNEL_X": "1", "LANG": "C"}, ["LANG"]) == {"KERNEL_X": "1",
+                                                                           "LANG": "C"}
+    with pytest.raises(render.InvalidEnv) as err:
+        render.check_env({"PATH": "/x", "KERNELKEEPER_POD_IP": "1.2.3.4", "KERNEL_OK": "1"},
+                         ["LANG"])
+    msg = str(err.value)
+    assert "KERNELKEEPER_POD_IP, PATH" in msg and "KERNEL_*, LANG" in msg
+    assert not render.env_allowed("KERNELKEEPER_X", ["KERNELKEEPER_X"])
+
+
+def test_reserved_names_cannot_be_allow_listed():
+    with pytest.raises(ValueError):
+        OperatorConfig(env_allow=("KERNELKEEPER_KEY",), identity="t")
+
+
+def test_secret():
+    secret = render.render_secret(_ks(), "k" * 64)
+    assert secret["metadata"]["name"] == crd.key_secret_name(KID)
+    assert secret["stringData"] == {crd.KEY_SECRET_FIELD: "k" * 64}
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert secret["metadata"]["labels"][crd.LABEL_COMPONENT] == render.COMPONENT_KEY
+    assert len(render.new_key()) == 64 and render.new_key() != render.new_key()
+
+
+def test_pod_shape():
+    ks = _ks(env={"KERNEL_LANG": "fr", "LANG": "C"}, resources={"limits": {"memory": "4Gi"}})
+    spec = _spec(image="img:1", resources={"requests": {"cpu": "100m"}, "limits": {"memory": "1Gi"}},
+                 nodeSelector={"pool": "kernels"},
+                 tolerations=[{"key": "dedicated", "operator": "Exists"}])
+    pod = render.render_pod(ks, spec, CFG, user_env={"KERNEL_LANG": "fr", "LANG": "C"},
+                            incarnation=2, restarts_base=5)
+    meta, pspec = pod["metadata"], pod["spec"]
+    assert meta["name"] == f"kernel-{KID}-2"
+    assert meta["annotations"] == {render.ANN_INCARNATION: "2", render.ANN_RESTARTS_BASE: "5"}
+    assert meta["labels"] == {crd.LABEL_KERNEL_ID: KID, crd.LABEL_USERNAME: "bob",
+                              crd.LABEL_KERNEL_SPEC: "python3",
+                              crd.LABEL_COMPONENT: render.COMPONENT_KERNEL}
+    owner = meta["ownerReferences"][0]
+    assert owner["controller"] is True and owner["blockOwnerDeletion"] is True
+    assert owner["kind"] == crd.KIND and owner["uid"] == "uid-1"
+    assert pspec["restartPolicy"] == "Never"
+    assert pspec["automountServiceAccountToken"] is False
+    assert pspec["nodeSelector"] == {"pool": "kernels"}
+    keys = [t["key"] for t in pspec["tolerations"]]
+    assert keys == ["dedicated", "node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"]
+    (c,) = pspec["containers"]
+    assert c["image"] == "img:1"
+    assert c["command"] == ["/venv/bin/python", "-m", "kernelkeeper.kernel"]
+    assert c["resources"] == {"requests": {"cpu": "100m"}, "limits": {"memory": "4Gi"}}
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {**crd.DEFAULT_PORTS, contract.HEALTH_PORT_NAME: contract.HEALTH_PORT}
+    probe = c["readinessProbe"]["httpGet"]
+    assert probe == {"path": contract.HEALTH_PATH, "port": contract.HEALTH_PORT_NAME}
+    env = {e["name"]: e for e in c["env"]}
+    assert len(env) == len(c["env"]), "no duplicate names"
+    assert env["KERNEL_ID"]["value"] == KID and env["KERNEL_USERNAME"]["value"] == "bob"
+    assert env["KERNEL_LANG"]["value"] == "fr" and env["LANG"]["value"] == "C"
+    assert env["SPEC_VAR"]["value"] == "1"
+    assert env[contract.ENV_KEY] == {"name": contract.ENV_KEY, "valueFrom": {"secretKeyRef": {
+        "name": crd.key_secret_name(KID), "key": crd.KEY_SECRET_FIELD}}}
+    assert env[contract.ENV_POD_IP]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert json.loads(env[contract.ENV_ARGV]["value"]) == spec.argv
+    assert json.loads(env[contract.ENV_PORTS]["value"]) == crd.DEFAULT_PORTS
+
+
+def test_pod_with_service_account_and_default_image():
+    pod = render.render_pod(_ks(), _spec(serviceAccountName="kernels"), CFG, user_env={},
+                            incarnation=0, restarts_base=0)
+    assert pod["spec"]["serviceAccountName"] == "kernels"
+    assert "automountServiceAccountToken" not in pod["spec"]
+    assert pod["spec"]["containers"][0]["image"] == CFG.default_image
+
+
+def test_pod_names_and_incarnations():
+    assert render.incarnation_of(render.pod_name(KID, 7), KID) == 7
+    assert render.incarnation_of(f"kernel-{KID}", KID) is None
+    assert render.incarnation_of(None, KID) is None
+    assert render.incarnation_of(f"kernel-{KID}-x", KID) is None
