@@ -102,7 +102,6 @@ class Gateway:
             kk_config=cfg, kk_manager=self.manager, kk_store=self.store, kk_specs=self.specs,
             kk_metrics=self.metrics, kk_sockets=self.sockets, kk_draining=lambda: self.draining,
             websocket_ping_interval=cfg.ws_ping_interval or None,
-            websocket_ping_timeout=max(3 * cfg.ws_ping_interval, 30.0),
             websocket_max_message_size=cfg.ws_max_message_size,
             log_function=self._log_request,
         )

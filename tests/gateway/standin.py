@@ -14,9 +14,9 @@ import sys
 import threading
 import time
 
-from kernelkeeper.crds import model as crd
-from kernelkeeper.local.processes import free_port
 from kubernetes import client
+
+from kernelkeeper.crds import model as crd
 
 
 class StandinOperator:
@@ -67,12 +67,15 @@ class StandinOperator:
         self.core.create_namespaced_secret(self.ns, client.V1Secret(
             metadata=client.V1ObjectMeta(name=crd.key_secret_name(name)),
             data={crd.KEY_SECRET_FIELD: base64.b64encode(key.encode()).decode()}))
-        ports = {ch: free_port() for ch in crd.CHANNELS}
-        env = {**os.environ, "KERNEL_ID": name, "KERNELKEEPER_POD_IP": "127.0.0.1",
+        # Like the process node: a loopback address of its own, the default ports.
+        self.count = getattr(self, "count", 0) + 1
+        ip = f"127.77.{(os.getpid() + self.count) % 250 + 1}.{self.count % 250 + 1}"
+        ports = dict(crd.DEFAULT_PORTS)
+        env = {**os.environ, "KERNEL_ID": name, "KERNELKEEPER_POD_IP": ip,
                "KERNELKEEPER_KEY": key, "KERNELKEEPER_PORTS": json.dumps(ports),
                "KERNELKEEPER_KERNEL_ARGV": json.dumps(
                    [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]),
-               "KERNELKEEPER_HEALTH_PORT": str(free_port())}
+               "KERNELKEEPER_HEALTH_PORT": "52006"}
         log = open(os.path.join(self.log_dir, f"kernel-{name}.log"), "ab")  # noqa: SIM115
         self.procs[name] = subprocess.Popen([sys.executable, "-m", "kernelkeeper.kernel"],
                                             env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -80,7 +83,7 @@ class StandinOperator:
         status = {
             "conditions": crd.set_condition([], status=True, reason=crd.REASON_RUNNING,
                                             message="standin", generation=1),
-            "connection": crd.connection_status("127.0.0.1", ports),
+            "connection": crd.connection_status(ip, ports),
             "keySecretRef": {"name": crd.key_secret_name(name), "key": crd.KEY_SECRET_FIELD},
             "restarts": 0,
         }

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 import websocket
-from kernelkeeper.crds import model as crd
 
+from kernelkeeper.crds import model as crd
 from tests.gateway.client import KernelWS, http
 
 LAST_ACTIVITY = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")

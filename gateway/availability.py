@@ -1,0 +1,134 @@
+"""Availability modes: every replica serves (active-active), or only the Lease holder does.
+
+active-passive uses the operator's LeaseElector (operator/lease.py, the one Lease implementation
+in this code base). The gate is `serving()`: a monotonic-clock check that the last successful
+renew started less than `renew_deadline` ago. Handlers call it before every side effect, so a
+holder that was paused (SIGSTOP, a long GC, a hung apiserver call) refuses work the moment it
+resumes, before its election loop has even run. When the loop sees leadership gone it fences
+the process: stop serving, close websockets, exit non-zero; the Deployment (or the operator of
+the local environment) starts a fresh standby.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+
+from kernelkeeper.crds import model as crd
+from kernelkeeper.operator.kube import ApiError, Kube, core_path
+from kernelkeeper.operator.lease import LeaseElector
+
+log = logging.getLogger("kernelkeeper.gateway.availability")
+
+ACTIVE_ACTIVE = "active-active"
+ACTIVE_PASSIVE = "active-passive"
+# Enterprise Gateway 3.x spells the modes differently; accept its names.
+ALIASES = {"replication": ACTIVE_ACTIVE, "standalone": ACTIVE_PASSIVE}
+MODES = (ACTIVE_ACTIVE, ACTIVE_PASSIVE)
+
+# Exit status of a replica that lost its Lease: distinct, so logs and restarts tell it apart.
+EXIT_LEASE_LOST = 3
+
+
+def normalize_mode(value: str) -> str:
+    mode = value.strip().lower()
+    if mode in ALIASES:
+        log.info("availability mode %r is Enterprise Gateway's name for %r", value, ALIASES[mode])
+        return ALIASES[mode]
+    if mode not in MODES:
+        raise ValueError(
+            f"availability_mode must be one of {', '.join(MODES)} "
+            f"(or {', '.join(ALIASES)}), got {value!r}"
+        )
+    return mode
+
+
+class Availability:
+    """Decides whether this replica may serve right now."""
+
+    def __init__(
+        self,
+        mode: str,
+        kube: Kube | None = None,
+        *,
+        identity: str = "",
+        lease_name: str = "kernelkeeper-gateway",
+        lease_namespace: str = "default",
+        duration: float = 15.0,
+        renew_deadline: float = 10.0,
+        retry: float = 2.0,
+        on_lost: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.mode = normalize_mode(mode)
+        self.kube = kube
+        self.on_lost = on_lost
+        self.elector: LeaseElector | None = None
+        if self.mode == ACTIVE_PASSIVE:
+            if kube is None:
+                raise ValueError("active-passive needs a Kubernetes client for its Lease")
+            self.elector = LeaseElector(kube, lease_name, lease_namespace, identity,
+                                        duration=duration, renew_deadline=renew_deadline,
+                                        retry=retry)
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.became_active = asyncio.Event()
+        if self.elector is None:
+            self.became_active.set()
+
+    @property
+    def epoch(self) -> int:
+        """leaseTransitions of our tenure: grows with every takeover (0 in active-active)."""
+        return self.elector.transitions if self.elector else 0
+
+    def serving(self) -> bool:
+        if self._stopping:
+            return False
+        return self.elector is None or self.elector.is_leader()
+
+    def holder_hint(self) -> str | None:
+        return self.elector.holder_hint() if self.elector else None
+
+    def start(self) -> None:
+        if self.elector is not None:
+            self._task = asyncio.create_task(self._run(), name="lease-election")
+
+    async def _run(self) -> None:
+        assert self.elector is not None
+        await self.elector.acquire()
+        log.info("active: holding Lease %s/%s as %s (epoch %d)", self.elector.namespace,
+                 self.elector.name, self.elector.identity, self.epoch)
+        self.became_active.set()
+        await self._label_pod(active=True)
+        await self.elector.hold()
+        if self._stopping:
+            return
+        log.error("lost the Lease (no successful renew within %.0fs): fencing this replica",
+                  self.elector.renew_deadline)
+        if self.on_lost is not None:
+            await self.on_lost()
+
+    async def stop(self) -> None:
+        """Stop serving first, then hand the Lease over so a standby takes over in ~retry s."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self.elector is not None and await self.elector.release():
+            await self._label_pod(active=False)
+
+    async def _label_pod(self, *, active: bool) -> None:
+        """Label our own Pod role=active so a Service can select the holder (only in a Pod)."""
+        pod, namespace = os.environ.get("POD_NAME"), os.environ.get("POD_NAMESPACE")
+        if not (pod and namespace and self.kube):
+            return
+        value = "active" if active else None
+        try:
+            async with asyncio.timeout(5):
+                await self.kube.merge_patch(core_path(namespace, "pods", pod),
+                                            {"metadata": {"labels": {crd.LABEL_ROLE: value}}})
+        except (TimeoutError, ApiError, OSError) as exc:
+            log.warning("could not label pod %s/%s role=%s: %s", namespace, pod, value, exc)
