@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MOUNTEXEC = str(Path(__file__).with_name("mountexec.py"))
+START_ERROR_PREFIX = "kernelkeeper node: cannot start container: "  # as in mountexec.py
 TERMINATION_MESSAGE_LIMIT = 4096
 
 
@@ -240,6 +241,11 @@ class ContainerRunner:
             message = self._termination_message(code)
             if message:
                 term["message"] = message
+            if code == 128 and message.startswith(START_ERROR_PREFIX):
+                # The mount helper could not exec the command: as the kubelet, a StartError.
+                term["reason"] = "StartError"
+                term["message"] = message[len(START_ERROR_PREFIX):]
+                self.pod.event("Warning", "Failed", f"Error: {term['message']}", self.name)
             if self._live_kill:
                 term["reason"] = "Error"
         self._live_kill = False

@@ -61,15 +61,22 @@ class Kube:
             path = path + "?" + urlencode({k: _q(v) for k, v in q.items()})
         _, url, headers, body, _ = await self.api.param_serialize(
             method, path, header_params=headers, body=body, auth_settings=["BearerToken"])
-        return await self.api.call_api(method, url, header_params=headers, body=body,
-                                       _request_timeout=timeout)
+        try:
+            return await self.api.call_api(method, url, header_params=headers, body=body,
+                                           _request_timeout=timeout)
+        except aiohttp.ClientError as exc:
+            # Callers handle one error type; status 0 means "no answer".
+            raise KubeError(0, f"{type(exc).__name__}: {exc}") from exc
 
     async def request(self, method: str, path: str, *, query: dict[str, Any] | None = None,
                       body: Any = None, content_type: str | None = None,
                       timeout: float = 30.0) -> Any:
         resp = await self._send(method, path, query=query, body=body, content_type=content_type,
                                 timeout=aiohttp.ClientTimeout(total=timeout))
-        data = await resp.read()
+        try:
+            data = await resp.read()
+        except aiohttp.ClientError as exc:
+            raise KubeError(0, f"{type(exc).__name__}: {exc}") from exc
         try:
             obj = json.loads(data) if data else None
         except ValueError:
@@ -98,15 +105,27 @@ class Kube:
             if resp.status != 200:
                 body = await raw.read()
                 raise KubeError(resp.status, body.decode(errors="replace")[:300])
+            # Events are newline-delimited; read chunks ourselves, since aiohttp's readline
+            # refuses lines longer than its buffer and a Pod with big annotations can be.
+            buf = b""
             while True:
-                line = await raw.content.readline()
-                if not line:
+                try:
+                    chunk = await raw.content.readany()
+                except aiohttp.ClientError as exc:
+                    raise KubeError(0, f"{type(exc).__name__}: {exc}") from exc
+                if not chunk:
                     return
-                event = json.loads(line)
-                if event.get("type") == "ERROR":
-                    obj = event.get("object") or {}
-                    raise KubeError(int(obj.get("code", 500)), str(obj.get("message", "")), obj)
-                yield event
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        obj = event.get("object") or {}
+                        raise KubeError(int(obj.get("code", 500)), str(obj.get("message", "")),
+                                        obj)
+                    yield event
         finally:
             raw.release()
 

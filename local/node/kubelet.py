@@ -58,6 +58,7 @@ class Kubelet:
         self.allocatable: dict[str, str] = node_status(cfg)["allocatable"]
         self.service_env = envvars.service_env(kube.server)
         self.workers: dict[str, PodWorker] = {}
+        self.finished: dict[str, None] = {}  # uids of pods forgotten, oldest first
         self.mountns_error = check_mount_namespace()
         self.mountns_ok = self.mountns_error is None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -90,7 +91,7 @@ class Kubelet:
                 "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{sa}/token", body=body)
         except KubeError as exc:
             if exc.status == 404:
-                raise envvars.ConfigError(f'serviceaccount "{sa}" not found') from exc
+                raise envvars.ConfigError(f"token for serviceaccount {sa!r}: {exc.reason}") from exc
             raise
         import datetime as dt
 
@@ -107,6 +108,11 @@ class Kubelet:
     def forget(self, worker: PodWorker) -> None:
         if self.workers.get(worker.uid) is worker:
             del self.workers[worker.uid]
+        # Watch events of a pod already finished here (its own final status, the DELETE)
+        # may still be in flight: they must not start it again.
+        self.finished[worker.uid] = None
+        while len(self.finished) > 10000:
+            self.finished.pop(next(iter(self.finished)))
 
     def _worker(self, pod: dict[str, Any], record: PodRecord | None = None) -> PodWorker:
         uid = pod["metadata"]["uid"]
@@ -213,7 +219,8 @@ class Kubelet:
             return
         w = self.workers.get(uid)
         if w is None:
-            self._worker(pod)
+            if uid not in self.finished:
+                self._worker(pod)
         else:
             w.update(pod)
 

@@ -25,6 +25,8 @@ MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 
+START_ERROR_PREFIX = "kernelkeeper node: cannot start container: "
+
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -59,9 +61,15 @@ def _bind(src: str, dst: str, read_only: bool) -> None:
 
 def _exec(spec: dict) -> None:
     if spec.get("cwd"):
-        os.chdir(spec["cwd"])
+        try:
+            os.chdir(spec["cwd"])
+        except OSError as exc:
+            raise OSError(exc.errno, f"chdir {spec['cwd']!r}: {exc.strerror}") from None
     argv = spec["argv"]
-    os.execvpe(argv[0], argv, os.environ)
+    try:
+        os.execvpe(argv[0], argv, os.environ)
+    except OSError as exc:
+        raise OSError(exc.errno, f"exec {argv[0]!r}: {exc.strerror}") from None
 
 
 def main(argv: list[str]) -> int:
@@ -83,7 +91,8 @@ def main(argv: list[str]) -> int:
             raise ValueError(f"unknown mode {mode!r}")
         _exec(spec)
     except (OSError, ValueError, KeyError, IndexError) as exc:
-        msg = f"kernelkeeper node: cannot start container: {exc}"
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        msg = f"{START_ERROR_PREFIX}{detail}"
         print(msg, file=sys.stderr, flush=True)
         if spec.get("termination"):
             try:

@@ -57,6 +57,7 @@ class PodWorker:
         self.terminating = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.shutting_down = False
+        self.status_lock = asyncio.Lock()
 
     # ----------------------------------------------------------------- properties
 
@@ -160,6 +161,10 @@ class PodWorker:
             raise
 
     async def _run(self) -> None:
+        if self.fresh and self.pod["metadata"].get("deletionTimestamp"):
+            # Deleted before this node started it: nothing to run, only the final delete.
+            self._build_runners(adopt=False)
+            return
         phase = (self.pod.get("status") or {}).get("phase")
         if phase in TERMINAL and not self._has_live_process():
             # Finished before (maybe under an earlier node process): nothing left to run.

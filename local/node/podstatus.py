@@ -199,6 +199,12 @@ class StatusWriter:
                     self.mark(w)
 
     async def write(self, w: PodWorker) -> None:
+        # One write per pod at a time: two in flight could land out of order and leave the
+        # older status in the API while the node believes the newer one is there.
+        async with w.status_lock:
+            await self._write(w)
+
+    async def _write(self, w: PodWorker) -> None:
         if w.done or w.deleted:
             return
         desired = compute(w)
@@ -216,5 +222,6 @@ class StatusWriter:
                 return
             raise
         self.writes += 1
+        log.debug("status of %s/%s written: %s", w.namespace, w.name, desired.get("phase"))
         w.last_status = comparable
         w.observe(obj)

@@ -1,0 +1,84 @@
+"""restartPolicy: crash loops with back-off under Always, final phases under Never/OnFailure."""
+
+from __future__ import annotations
+
+from tests.node.helpers import (
+    container,
+    container_status,
+    create_pod,
+    get_pod,
+    pod_manifest,
+    wait_event,
+    wait_for,
+    wait_phase,
+)
+
+
+def test_crashing_container_restarts_with_growing_restart_count(core, ns):
+    create_pod(core, ns, pod_manifest("crash", [container("c", "import sys; sys.exit(3)")],
+                                      restartPolicy="Always"))
+    seen: list[int] = []
+
+    def restarted_three_times() -> bool:
+        st = container_status(get_pod(core, ns, "crash") or {})
+        count = st.get("restartCount", 0)
+        if not seen or seen[-1] != count:
+            seen.append(count)
+        return count >= 3
+
+    wait_for(restarted_three_times, 90, interval=0.1, what="three restarts")
+    assert seen == sorted(seen), seen  # never goes down
+    pod = get_pod(core, ns, "crash")
+    st = container_status(pod)
+    assert st["lastState"]["terminated"]["exitCode"] == 3
+    assert st["lastState"]["terminated"]["reason"] == "Error"
+    assert pod["status"]["phase"] == "Running"  # a crash loop under Always is not terminal
+    wait_event(core, ns, "crash", "BackOff", "Back-off restarting failed container c")
+    wait_for(lambda: container_status(get_pod(core, ns, "crash")).get("state", {}).get(
+        "waiting", {}).get("reason") == "CrashLoopBackOff", 60, interval=0.1,
+        what="CrashLoopBackOff")
+
+
+def test_never_ends_failed_with_the_exit_code(core, ns):
+    create_pod(core, ns, pod_manifest("fail", [container("c", "import sys; sys.exit(7)")],
+                                      restartPolicy="Never"))
+    pod = wait_phase(core, ns, "fail", "Failed", "Succeeded")
+    assert pod["status"]["phase"] == "Failed"
+    st = container_status(pod)
+    assert st["state"]["terminated"]["exitCode"] == 7
+    assert st["state"]["terminated"]["reason"] == "Error"
+    assert st["restartCount"] == 0 and st["ready"] is False
+    ready = {c["type"]: c for c in pod["status"]["conditions"]}["Ready"]
+    assert ready["status"] == "False" and ready["reason"] == "PodCompleted"
+
+
+def test_never_ends_succeeded_on_exit_zero(core, ns):
+    create_pod(core, ns, pod_manifest("ok", [container("c", "print('done')")],
+                                      restartPolicy="Never"))
+    pod = wait_phase(core, ns, "ok", "Succeeded", "Failed")
+    assert pod["status"]["phase"] == "Succeeded"
+    assert container_status(pod)["state"]["terminated"]["exitCode"] == 0
+
+
+def test_on_failure_restarts_until_success(core, ns, tmp_path):
+    marker = tmp_path / "attempts"
+    script = (f"import pathlib, sys; p = pathlib.Path({str(marker)!r}); "
+              "n = int(p.read_text()) if p.exists() else 0; p.write_text(str(n + 1)); "
+              "sys.exit(0 if n >= 1 else 4)")
+    create_pod(core, ns, pod_manifest("retry", [container("c", script)],
+                                      restartPolicy="OnFailure"))
+    pod = wait_phase(core, ns, "retry", "Succeeded", "Failed")
+    assert pod["status"]["phase"] == "Succeeded"
+    st = container_status(pod)
+    assert st["restartCount"] == 1
+    assert st["state"]["terminated"]["exitCode"] == 0
+    assert marker.read_text() == "2"
+
+
+def test_stderr_and_stdout_go_to_the_container_log(core, ns, node):
+    script = "import sys; print('to-stdout', flush=True); print('to-stderr', file=sys.stderr)"
+    pod = create_pod(core, ns, pod_manifest("logs", [container("c", script)],
+                                            restartPolicy="Never"))
+    wait_phase(core, ns, "logs", "Succeeded")
+    text = node.container_log(ns, "logs", pod["metadata"]["uid"], "c")
+    assert "to-stdout" in text and "to-stderr" in text
