@@ -1,0 +1,1 @@
+from tests.gateway.conftest import kk_namespace  # noqa: F401 - same kernels as the gateway tests
