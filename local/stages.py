@@ -13,7 +13,10 @@ Stage = Callable[[LocalEnvironment], None]
 def stages_for(args: argparse.Namespace) -> list[Stage]:
     if getattr(args, "control_plane_only", False):
         return []
+    from kernelkeeper.gateway.stage import gateway_stage
     from kernelkeeper.local.node.stage import node_stage
+    from kernelkeeper.operator.stage import operator_stage
 
     # The node first: the operator's kernel pods need somewhere to run.
-    return [node_stage]
+    return [node_stage, operator_stage,
+            lambda env: gateway_stage(env, replicas=getattr(args, "replicas", 1))]

@@ -1,0 +1,34 @@
+"""The `operator` stage of `kernelkeeper local up`: the operator next to the process node."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from kernelkeeper.local.environment import LocalEnvironment
+
+OPERATOR_COMPONENT = "operator"
+LEADING = "is the leader"
+
+
+def operator_stage(env: LocalEnvironment, *, timeout: float = 60.0) -> None:
+    # Kernel pods run as host processes here, so the launcher is this very interpreter.
+    launcher = shlex.join([sys.executable, "-m", "kernelkeeper.kernel"])
+    record = env.start(
+        OPERATOR_COMPONENT,
+        [sys.executable, "-m", "kernelkeeper", "operator", "--kubeconfig", str(env.kubeconfig),
+         "--launcher-command", launcher, "--identity", "local-operator",
+         "--lease-namespace", "default"],
+    )
+    log = Path(record.log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and LEADING in log.read_text(errors="replace"):
+            print("[kernelkeeper local] operator leading", file=sys.stderr, flush=True)
+            return
+        if not record.alive():
+            raise RuntimeError(f"the operator exited while starting; see {log}")
+        time.sleep(0.2)
+    raise TimeoutError(f"the operator did not start leading within {timeout:.0f}s; see {log}")
