@@ -1,0 +1,61 @@
+"""Kernels that end: a client's plain shutdown ends the session; endless crashes end in Failed."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from kernelkeeper.crds import model as crd
+from tests.operator.helpers import (
+    apply_session,
+    get_session,
+    kernel_client,
+    pods_of,
+    ready_reason,
+    wait_ready,
+    wait_reason,
+    wait_until,
+)
+
+
+def test_plain_shutdown_request_ends_the_session(cluster, ns):
+    kid = apply_session(cluster, ns)
+    ks = wait_ready(cluster, ns, kid)
+    kc = kernel_client(cluster, ns, ks)
+    try:
+        kc.control_channel.send(kc.session.msg("shutdown_request", {"restart": False}))
+        assert kc.control_channel.get_msg(timeout=30)["content"]["restart"] is False
+    finally:
+        kc.stop_channels()
+    wait_until(lambda: get_session(cluster, ns, kid) is None, 90, "session deleted")
+    out = cluster.kubectl("get", "events", "-n", ns, "-o", "json", "--field-selector",
+                          f"involvedObject.name={kid},reason=KernelShutdown")
+    assert json.loads(out.stdout)["items"]
+
+
+def test_pod_replacements_are_bounded(cluster, operator, operator_replicas, tmp_path):
+    spec_dir = tmp_path / "specs" / "crashy"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "display_name": "always crashes", "language": "python",
+        "argv": ["python", "-c", "raise SystemExit(1)"]}))
+    ns = cluster.new_namespace("op")
+    with operator.paused():
+        op = operator.spawn("bounded", "--kernelspec-path", str(tmp_path / "specs"),
+                            "--max-pod-restarts", "1", "--launcher-max-crash-restarts", "0")
+        operator_replicas.append(op)
+        try:
+            op.wait_leading()
+            kid = apply_session(cluster, ns, kernel_spec="crashy")
+            ks = wait_reason(cluster, ns, kid, crd.REASON_FAILED, timeout=120)
+            msg = crd.get_condition(ks["status"])["message"]
+            assert "limit 1" in msg and "delete this session" in msg
+            assert ks["status"]["restarts"] == 1
+            # Settled: no new pods, the reason holds.
+            names = sorted(p.metadata.name for p in pods_of(cluster, ns, kid))
+            time.sleep(6)
+            assert sorted(p.metadata.name for p in pods_of(cluster, ns, kid)) == names
+            assert ready_reason(get_session(cluster, ns, kid)) == ("False", crd.REASON_FAILED)
+            assert op.alive()
+        finally:
+            op.terminate()
