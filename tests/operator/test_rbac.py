@@ -1,0 +1,85 @@
+"""operator/rbac.yaml is enough: the operator runs on its ServiceAccount's token alone."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import yaml
+
+from kernelkeeper import operator as operator_pkg
+from kernelkeeper.crds import model as crd
+from tests.operator.helpers import (
+    apply_session,
+    execute,
+    get_session,
+    kernel_client,
+    wait_ready,
+    wait_until,
+)
+
+RBAC = Path(operator_pkg.__file__).with_name("rbac.yaml")
+SA, SA_NS = "kernelkeeper-operator", "kernelkeeper"
+
+
+def _sa_kubeconfig(cluster, path: Path) -> Path:
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    token = cluster.kubectl("create", "token", SA, "-n", SA_NS, "--duration", "1h").stdout.strip()
+    (cl,) = admin["clusters"]
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [cl],
+        "users": [{"name": SA, "user": {"token": token}}],
+        "contexts": [{"name": SA, "context": {"cluster": cl["name"], "user": SA}}],
+        "current-context": SA,
+    }))
+    return path
+
+
+def _can(cluster, kubeconfig: Path, *args: str) -> bool:
+    out = cluster.kubectl("--kubeconfig", str(kubeconfig), "auth", "can-i", *args, check=False)
+    return out.stdout.strip() == "yes"
+
+
+def test_operator_runs_with_least_privilege_service_account(cluster, node, operator,
+                                                            operator_replicas, tmp_path):
+    cluster.kubectl("apply", "-f", str(RBAC))
+    kubeconfig = _sa_kubeconfig(cluster, tmp_path / "sa.kubeconfig")
+    # Least privilege, not just enough: no listing of Secrets, no access to other Leases.
+    assert not _can(cluster, kubeconfig, "list", "secrets", "-A")
+    assert not _can(cluster, kubeconfig, "update", "leases/other", "-n", SA_NS)
+    assert not _can(cluster, kubeconfig, "patch", "kernelsessions.kernelkeeper.io", "-A")
+    assert _can(cluster, kubeconfig, "create", "pods", "-n", "anywhere")
+
+    ns = cluster.new_namespace("rbac")
+    with operator.paused():
+        op = operator.spawn("rbac", "--kubeconfig", str(kubeconfig), "--lease-namespace", SA_NS)
+        operator_replicas.append(op)
+        try:
+            op.wait_leading()
+            kid = apply_session(cluster, ns, username="rbac")
+            ks = wait_ready(cluster, ns, kid)
+            kc = kernel_client(cluster, ns, ks)
+            try:
+                assert execute(kc, "40+2")["result"] == "42"
+            finally:
+                kc.stop_channels()
+            # Pod replacement, status writes and Events all within the role.
+            cluster.kubectl("delete", "pod", "-n", ns, ks["status"]["podName"], "--wait=false")
+            wait_ready(cluster, ns, kid, timeout=120,
+                       extra=lambda k: k["status"]["podName"] != ks["status"]["podName"])
+            events = json.loads(cluster.kubectl(
+                "get", "events", "-n", ns, "-o", "json", "--field-selector",
+                f"involvedObject.name={kid}").stdout)["items"]
+            assert {crd.REASON_RUNNING, crd.REASON_POD_LOST} <= {e["reason"] for e in events}
+            # Culling deletes the session.
+            cluster.kubectl("patch", "ks", kid, "-n", ns, "--type=merge",
+                            "-p", json.dumps({"spec": {"idleTimeoutSeconds": 1}}))
+            wait_until(lambda: get_session(cluster, ns, kid) is None, 60, "culled")
+            time.sleep(1)
+            log = op.output()
+            assert "403" not in log and "Forbidden" not in log, log[-3000:]
+            assert op.terminate() == 0 and "released lease" in op.output()
+        finally:
+            op.terminate()
