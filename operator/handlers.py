@@ -37,6 +37,8 @@ def kopf_settings(cfg: OperatorConfig) -> kopf.OperatorSettings:
     # The CRD exists before the operator starts and namespaces are given explicitly: no
     # need for cluster-wide CRD/namespace watches (or the RBAC they would require).
     settings.scanning.disabled = True
+    # Server-side filtering: only kernel pods ever reach the operator, not the whole cluster's.
+    settings.watching.label_selectors["pods"] = f"{crd.LABEL_COMPONENT}={render.COMPONENT_KERNEL}"
     return settings
 
 
