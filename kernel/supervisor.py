@@ -18,6 +18,7 @@ import contextlib
 import ctypes
 import datetime as dt
 import logging
+import os
 import signal
 import sys
 import time
@@ -51,6 +52,11 @@ def _die_with_parent() -> None:
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
             libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
 
 
 class Supervisor:
@@ -159,7 +165,10 @@ class Supervisor:
     async def _run_once(self, cmd: list[str], env: dict[str, str]) -> tuple[str, str]:
         self.ready = False
         self.state = "starting"
-        proc = await asyncio.create_subprocess_exec(*cmd, env=env, preexec_fn=_die_with_parent)
+        # Its own process group, as jupyter_client does it: an interrupt (SIGINT to the group)
+        # then reaches the processes user code started, and a restart can reap them.
+        proc = await asyncio.create_subprocess_exec(*cmd, env=env, preexec_fn=_die_with_parent,
+                                                    start_new_session=True)
         self._proc, self.pid = proc, proc.pid
         log.info("kernel %s started: pid %d, %s", self.cfg.kernel_id, proc.pid, " ".join(cmd))
         health = asyncio.create_task(self._health(proc))
@@ -177,6 +186,7 @@ class Supervisor:
             await self._terminate(proc)
             return STOPPED, "the launcher was asked to stop"
         rc = exited.result()
+        _kill_group(proc.pid)  # whatever the old kernel left behind must not outlive it
         if rc == 0 and self._shutdown_reply is None:
             # The reply is published just before exit; give the subscriber a moment to read it.
             deadline = time.monotonic() + 1.0
@@ -190,14 +200,13 @@ class Supervisor:
         return CRASH, f"kernel process exited with status {rc}"
 
     async def _terminate(self, proc: asyncio.subprocess.Process, grace: float = 5.0) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
+        _kill_group(proc.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(proc.wait(), grace)
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+            pass
+        _kill_group(proc.pid)
+        await proc.wait()
 
     # ------------------------------------------------------------------ readiness
 

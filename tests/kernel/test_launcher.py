@@ -208,3 +208,36 @@ def test_missing_config_exits_with_clear_error(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == contract.EXIT_BAD_CONFIG
     assert "KERNELKEEPER_POD_IP" in out.stderr and "KERNELKEEPER_KEY" in out.stderr
+
+
+def test_interrupt_request_reaches_kernel_and_its_children(launch, tmp_path):
+    kernel = launch()
+    kernel.wait(lambda s: s["ready"], what="ready")
+    kc = kernel.client()
+    try:
+        # A child process in the kernel's process group gets the interrupt too.
+        code = ("import subprocess, time; "
+                "p = subprocess.Popen(['sleep', '300']); time.sleep(120)")
+        msg_id = kc.execute(code)
+        while True:  # wait until the code runs, so the interrupt has something to hit
+            msg = kc.get_iopub_msg(timeout=30)
+            if msg["msg_type"] == "execute_input" and msg["parent_header"]["msg_id"] == msg_id:
+                break
+        time.sleep(1)
+        kc.control_channel.send(kc.session.msg("interrupt_request", {}))
+        assert kc.control_channel.get_msg(timeout=30)["content"]["status"] == "ok"
+        reply = kc.get_shell_msg(timeout=30)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
+        assert _execute(kc, "p.wait(timeout=10)")["result"] == "-2"  # SIGINT
+        # ...and a restart reaps anything the old kernel left behind.
+        _execute(kc, "q = subprocess.Popen(['sleep', '300']); q.pid")
+        left = int(_execute(kc, "q.pid")["result"])
+        kc.control_channel.send(kc.session.msg("shutdown_request", {"restart": True}))
+        kernel.wait(lambda s: s["ready"] and s["restarts"] == 1, what="restarted")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Path(f"/proc/{left}").exists():
+            time.sleep(0.1)
+        assert not Path(f"/proc/{left}").exists()
+    finally:
+        kc.stop_channels()
