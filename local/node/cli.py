@@ -36,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="first crash-loop back-off in seconds (doubles up to --backoff-max)")
     p.add_argument("--backoff-max", type=float, default=10.0, help="back-off cap in seconds")
     p.add_argument("--lease-duration", type=int, default=40, help="node Lease duration (s)")
+    p.add_argument("--kubelet-port", type=int, default=0,
+                   help="port of the `kubectl logs` endpoint on the host IP (default: a free one)")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=run)
 
@@ -48,7 +50,7 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         pod_cidr=args.pod_cidr, ipam_dir=args.ipam_dir,
         stop_pods_on_exit=args.stop_pods_on_exit, max_pods=args.max_pods, cpu=args.cpu,
         memory=args.memory, backoff_initial=args.backoff_initial, backoff_max=args.backoff_max,
-        lease_duration=args.lease_duration,
+        lease_duration=args.lease_duration, kubelet_port=args.kubelet_port,
     )
 
 

@@ -27,6 +27,7 @@ class NodeConfig:
     pod_cidr: str = DEFAULT_POD_CIDR
     ipam_dir: Path | None = None
     host_ip: str = "127.0.0.1"
+    kubelet_port: int = 0  # the `kubectl logs` endpoint; 0 picks a free port
     stop_pods_on_exit: bool = False
     # Advertised, not enforced: pods run as plain host processes.
     cpu: str = "1000"

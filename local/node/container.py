@@ -66,7 +66,8 @@ class ContainerRunner:
 
     @property
     def log_path(self) -> Path:
-        return self.pod.log_dir / f"{self.name}.log"
+        """One file per run, as the kubelet keeps them: <container>/<restartCount>.log."""
+        return self.pod.log_dir / self.name / f"{self.rec.restart_count}.log"
 
     @property
     def termination_path(self) -> Path:
@@ -109,9 +110,7 @@ class ContainerRunner:
     def _spawn(self, argv: list[str]) -> Process:
         self.termination_path.parent.mkdir(parents=True, exist_ok=True)
         self.termination_path.unlink(missing_ok=True)
-        with self.log_path.open("ab") if self.log_path.parent.is_dir() else _mk(self.log_path) as f:
-            f.write(f"--- {now_rfc3339()} starting {self.name} "
-                    f"(restart {self.rec.restart_count})\n".encode())
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         if self._mounts:
             spec = {"mounts": self._mounts, "argv": argv, "cwd": self._cwd(),
                     "termination": str(self.termination_path)}
@@ -415,7 +414,3 @@ class _NotStarted(Process):
     def kill_leftovers(self) -> None:
         return None
 
-
-def _mk(path: Path) -> Any:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.open("ab")

@@ -24,6 +24,7 @@ from kernelkeeper.local.node.container import helper
 from kernelkeeper.local.node.events import EventRecorder
 from kernelkeeper.local.node.ipam import Allocator
 from kernelkeeper.local.node.kube import Kube, KubeError
+from kernelkeeper.local.node.logserver import LogServer
 from kernelkeeper.local.node.pod import PodWorker
 from kernelkeeper.local.node.podstatus import StatusWriter
 from kernelkeeper.local.node.registration import Registration, node_status
@@ -54,6 +55,7 @@ class Kubelet:
         self.events = EventRecorder(kube, cfg.name)
         self.status = StatusWriter(kube, cfg.status_concurrency)
         self.registration = Registration(kube, cfg)
+        self.logserver = LogServer(self)
         self.host_ip = cfg.host_ip
         self.allocatable: dict[str, str] = node_status(cfg)["allocatable"]
         self.service_env = envvars.service_env(kube.server)
@@ -126,6 +128,7 @@ class Kubelet:
     # ----------------------------------------------------------------- main
 
     async def run(self) -> None:
+        self.registration.kubelet_port = await self.logserver.start()
         await self.registration.register()
         loop = asyncio.get_running_loop()
         for coro in (self.registration.lease_loop(), self.registration.status_loop(),
@@ -154,7 +157,7 @@ class Kubelet:
         for pod in pods:
             uid = pod["metadata"]["uid"]
             rec = records.pop(uid, None)
-            if rec is not None and rec.ip:
+            if rec is not None and rec.ip and not pod["spec"].get("hostNetwork"):
                 pids = [(c.pid, c.ticks) for c in rec.containers.values() if c.pid]
                 if not self.ipam.reclaim(rec.ip, uid, pids):
                     log.warning("pod %s/%s: its IP %s was taken while the node was down",
@@ -235,6 +238,7 @@ class Kubelet:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        await self.logserver.stop()
 
 
 async def serve(cfg: NodeConfig) -> int:

@@ -193,6 +193,9 @@ class PodWorker:
         await self._run_containers()
 
     def _setup_ip(self) -> bool:
+        if self.pod["spec"].get("hostNetwork"):
+            self.record.ip = self.node.host_ip
+            return True
         try:
             self.record.ip = self.node.ipam.allocate(self.uid)
         except Exception as exc:  # noqa: BLE001 - any allocator failure fails the pod clearly
@@ -201,6 +204,8 @@ class PodWorker:
         return True
 
     def _release_ip(self) -> None:
+        if self.pod["spec"].get("hostNetwork"):
+            return
         if self.record.ip and not self.shutting_down and not self._has_live_process():
             self.node.ipam.release(self.record.ip)
 
@@ -369,7 +374,7 @@ class PodWorker:
             await asyncio.sleep(0.5 * (attempt + 1))
 
     def _forget(self) -> None:
-        if self.record.ip:
+        if self.record.ip and not self.pod["spec"].get("hostNetwork"):
             self.node.ipam.release(self.record.ip)
         self.done = True
         self.node.store.remove(self.uid)
@@ -380,7 +385,8 @@ class PodWorker:
         """The node is exiting: leave processes running unless asked to stop them."""
         self.shutting_down = True
         if stop_pods and self.task is not None and not self.task.done():
-            await self._stop_all(final=False, grace=min(self.grace_period(), 10.0))
+            # Short: `local down` gives the whole node 10 seconds before SIGKILL.
+            await self._stop_all(final=False, grace=min(self.grace_period(), 5.0))
             for name, r in self.runners.items():
                 self.record.containers[name] = r.rec
             self.save()

@@ -18,7 +18,7 @@ from typing import Any
 
 from kernelkeeper.local.node.config import NodeConfig
 from kernelkeeper.local.node.events import now_rfc3339
-from kernelkeeper.local.node.kube import MERGE_PATCH, STRATEGIC_PATCH, Kube, KubeError
+from kernelkeeper.local.node.kube import MERGE_PATCH, Kube, KubeError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def conditions(now: str) -> list[dict[str, Any]]:
     ]
 
 
-def node_status(cfg: NodeConfig) -> dict[str, Any]:
+def node_status(cfg: NodeConfig, kubelet_port: int = 0) -> dict[str, Any]:
     resources = {"cpu": cfg.cpu, "memory": cfg.memory, "pods": str(cfg.max_pods),
                  "ephemeral-storage": "1Ti"}
     uname = os.uname()
@@ -62,9 +62,10 @@ def node_status(cfg: NodeConfig) -> dict[str, Any]:
         "capacity": resources,
         "allocatable": resources,
         "conditions": conditions(now_rfc3339()),
-        "addresses": [{"type": "InternalIP", "address": cfg.host_ip},
-                      {"type": "Hostname", "address": cfg.name}],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+        # No Hostname address: the API server would try to resolve the node name first when
+        # it proxies `kubectl logs`; the InternalIP is where this node listens.
+        "addresses": [{"type": "InternalIP", "address": cfg.host_ip}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
         "nodeInfo": {
             "machineID": _read("/etc/machine-id"),
             "systemUUID": _read("/etc/machine-id"),
@@ -105,6 +106,7 @@ class Registration:
         self.kube = kube
         self.cfg = cfg
         self.node_uid: str | None = None
+        self.kubelet_port = 0
         self._last_status = 0.0
 
     async def register(self) -> None:
@@ -123,9 +125,10 @@ class Registration:
         log.info("node %s registered and Ready", self.cfg.name)
 
     async def write_status(self) -> None:
+        # A merge patch replaces lists whole: addresses of an earlier registration must go.
         await self.kube.request("PATCH", f"/api/v1/nodes/{self.cfg.name}/status",
-                                body={"status": node_status(self.cfg)},
-                                content_type=STRATEGIC_PATCH)
+                                body={"status": node_status(self.cfg, self.kubelet_port)},
+                                content_type=MERGE_PATCH)
         self._last_status = asyncio.get_running_loop().time()
 
     async def status_loop(self) -> None:

@@ -82,3 +82,18 @@ def test_stderr_and_stdout_go_to_the_container_log(core, ns, node):
     wait_phase(core, ns, "logs", "Succeeded")
     text = node.container_log(ns, "logs", pod["metadata"]["uid"], "c")
     assert "to-stdout" in text and "to-stderr" in text
+
+
+def test_kubectl_logs_current_previous_and_tail(cluster, core, ns):
+    script = ("import sys, time; print('first line', flush=True); "
+              "print('run-marker', flush=True); time.sleep(1); sys.exit(1)")
+    c = container("c", script)
+    create_pod(core, ns, pod_manifest("talker", [c]))
+    wait_for(lambda: container_status(get_pod(core, ns, "talker")).get("restartCount", 0) >= 1,
+             60, what="one restart")
+    prev = cluster.kubectl("logs", "talker", "-n", ns, "--previous").stdout
+    assert prev == "first line\nrun-marker\n"
+    wait_for(lambda: "run-marker" in cluster.kubectl("logs", "talker", "-n", ns).stdout, 30,
+             what="current logs")
+    tail = cluster.kubectl("logs", "talker", "-n", ns, "--previous", "--tail=1").stdout
+    assert tail == "run-marker\n"

@@ -60,10 +60,10 @@ def test_claims_of_a_vanished_node_are_reclaimed(tmp_path):
     claims = tmp_path / "claims"
     (tmp_path / "gone").mkdir()
     (tmp_path / "b").mkdir()
-    gone = Allocator("127.0.0.0/30", tmp_path / "gone", claims)
+    gone = Allocator("127.0.0.2/32", tmp_path / "gone", claims)
     taken = gone.allocate("x")
     shutil.rmtree(tmp_path / "gone")  # its state dir is gone: nobody can come back for it
-    b = Allocator("127.0.0.0/30", tmp_path / "b", claims)
+    b = Allocator("127.0.0.2/32", tmp_path / "b", claims)
     assert b.allocate("y") == taken
 
 
