@@ -230,10 +230,9 @@ def test_interrupt_request_reaches_kernel_and_its_children(launch, tmp_path):
         assert reply["parent_header"]["msg_id"] == msg_id
         assert reply["content"]["ename"] == "KeyboardInterrupt"
         assert _execute(kc, "p.wait(timeout=10)")["result"] == "-2"  # SIGINT
-        # ...and a restart reaps anything the old kernel left behind.
-        _execute(kc, "q = subprocess.Popen(['sleep', '300']); q.pid")
-        left = int(_execute(kc, "q.pid")["result"])
-        kc.control_channel.send(kc.session.msg("shutdown_request", {"restart": True}))
+        # ...and after a crash, the restart reaps what the old kernel left behind.
+        left = int(_execute(kc, "q = subprocess.Popen(['sleep', '300']); q.pid")["result"])
+        os.kill(kernel.status()["pid"], signal.SIGKILL)
         kernel.wait(lambda s: s["ready"] and s["restarts"] == 1, what="restarted")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and Path(f"/proc/{left}").exists():
