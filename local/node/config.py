@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,5 +41,16 @@ class NodeConfig:
     backoff_max: float = 10.0
     backoff_reset: float = 60.0
     status_concurrency: int = 4
-    path_env: str = field(default_factory=lambda: os.environ.get(
-        "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))
+    path_env: str = field(default_factory=lambda: pod_path())
+
+
+def pod_path() -> str:
+    """PATH for pod processes: the node's interpreter directory first, then the node's PATH.
+
+    So a pod command written for an image (`python -m kernelkeeper.kernel`) finds the same
+    Python, with kernelkeeper installed, that runs this node.
+    """
+    host = os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    first = os.path.dirname(sys.executable)
+    parts = [first] + [p for p in host.split(os.pathsep) if p and p != first]
+    return os.pathsep.join(parts)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 from kubernetes import client
 
@@ -100,6 +102,8 @@ def test_env_sources_and_secret_volume_reach_the_process(core, ns, node, tmp_pat
     server = node_server(node)
     assert f"{env['KUBERNETES_SERVICE_HOST']}:{env['KUBERNETES_SERVICE_PORT']}" == server
     assert env["HOSTNAME"] == "dump"
+    # Bare `python` in a pod command finds the interpreter that runs the node.
+    assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
     # The secret volume inside the pod, not on the host.
     assert got["secret_file"] == "hunter2"
     assert got["secret_listing"] == ["password"]

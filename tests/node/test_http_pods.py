@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 
-from tests.node.helpers import PY, create_pod, http_get, pod_manifest, wait_ready
+from tests.node.helpers import (
+    PY,
+    create_pod,
+    get_pod,
+    http_get,
+    pod_manifest,
+    wait_event,
+    wait_ready,
+)
 
 SERVER = """
 import http.server, os
@@ -68,3 +77,14 @@ def test_two_pods_listen_on_the_same_port_on_different_ips(core, ns):
     assert a != b
     assert http_get(f"http://{a}:8080/") == (200, "web-a")
     assert http_get(f"http://{b}:8080/") == (200, "web-b")
+
+
+def test_status_is_written_only_when_it_changes(core, ns):
+    """Probes keep succeeding every second, yet a settled pod's object does not change."""
+    create_pod(core, ns, _server("steady"))
+    wait_ready(core, ns, "steady")
+    wait_event(core, ns, "steady", "Started", "Started container web")
+    time.sleep(1.5)  # let the last transition's write land
+    before = get_pod(core, ns, "steady")["metadata"]["resourceVersion"]
+    time.sleep(4)  # four probe periods
+    assert get_pod(core, ns, "steady")["metadata"]["resourceVersion"] == before

@@ -110,3 +110,15 @@ def test_node_shutdown_leaves_pods_running_unless_asked(core, ns, node):
         st = container_status(get_pod(core, ns, "survivor") or {})
         return st.get("ready") and st.get("restartCount") == 1
     wait_for(back, 60, what="the pod to be restarted after the node came back")
+
+
+def test_pod_deleted_while_node_was_down_is_killed_at_restart(cluster, core, ns, node):
+    pod = create_pod(core, ns, pod_manifest("orphan", [container("c", SLEEPER)]))
+    wait_ready(core, ns, "orphan")
+    pid = _pid(node, pod["metadata"]["uid"])
+    node.kill(signal.SIGKILL)
+    cluster.kubectl("delete", "pod", "orphan", "-n", ns, "--grace-period=0", "--force")
+    assert pid_alive(pid)
+    node.start()
+    wait_for(lambda: not pid_alive(pid), 30, what="the orphaned process to be killed")
+    assert node.record(pod["metadata"]["uid"]) is None

@@ -97,3 +97,35 @@ def test_kubectl_logs_current_previous_and_tail(cluster, core, ns):
              what="current logs")
     tail = cluster.kubectl("logs", "talker", "-n", ns, "--previous", "--tail=1").stdout
     assert tail == "run-marker\n"
+
+
+def test_init_containers_run_in_order_before_the_containers(core, ns, tmp_path):
+    trace = tmp_path / "trace"
+    step = ("import os, pathlib; p = pathlib.Path(os.environ['TRACE']); "
+            "p.write_text((p.read_text() if p.exists() else '') + os.environ['STEP'] + ' ')")
+    env = [{"name": "TRACE", "value": str(trace)}]
+    manifest = pod_manifest(
+        "ordered", [container("main", step + "\nimport time\nwhile True: time.sleep(1)",
+                              env=[*env, {"name": "STEP", "value": "main"}])],
+        initContainers=[container(f"init{i}", step, env=[*env, {"name": "STEP",
+                                                                "value": f"init{i}"}])
+                        for i in (1, 2)])
+    create_pod(core, ns, manifest)
+    pod = wait_for(lambda: (p := get_pod(core, ns, "ordered")) and
+                   container_status(p).get("ready") and p, 60, what="main running")
+    wait_for(lambda: trace.read_text() == "init1 init2 main ", 30,
+             what="the main container's trace after both init containers")
+    inits = pod["status"]["initContainerStatuses"]
+    assert [s["name"] for s in inits] == ["init1", "init2"]
+    assert all(s["state"]["terminated"]["exitCode"] == 0 for s in inits)
+    assert {c["type"]: c["status"] for c in pod["status"]["conditions"]}["Initialized"] == "True"
+
+
+def test_failing_init_container_under_never_fails_the_pod(core, ns):
+    manifest = pod_manifest("badinit", [container("main", "print('never runs')")],
+                            restartPolicy="Never",
+                            initContainers=[container("init", "import sys; sys.exit(5)")])
+    create_pod(core, ns, manifest)
+    pod = wait_phase(core, ns, "badinit", "Failed")
+    init = pod["status"]["initContainerStatuses"][0]
+    assert init["state"]["terminated"]["exitCode"] == 5
