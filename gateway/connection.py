@@ -102,6 +102,9 @@ class KernelConnection:
         self.dead_reason: str | None = None
         self.restarting = False
         self.restarts_seen: int | None = None
+        # Until this monotonic time, a bump of status.restarts is our own restart, already
+        # announced to clients (the operator's count lands after the kernel is back).
+        self.restart_expected_until = 0.0
         self._sockets: dict[zmq.asyncio.Socket, str] = {}
         self._pending: dict[str, asyncio.Future[KernelMessage]] = {}
         self._iopub_seen = asyncio.Event()

@@ -155,13 +155,17 @@ class KernelManager:
             return
         status = obj.get("status") or {}
         restarts = int(status.get("restarts") or 0)
-        if (ph.name == "restarting" or (conn.restarts_seen is not None
-                                        and restarts > conn.restarts_seen)) \
-                and not conn.restarting:
-            # The kernel restarted on its own (crash) or through another replica.
+        bumped = conn.restarts_seen is not None and restarts > conn.restarts_seen
+        conn.restarts_seen = max(restarts, conn.restarts_seen or 0)
+        expected = time.monotonic() < conn.restart_expected_until
+        if bumped and expected:
+            conn.restart_expected_until = 0.0
+        elif (bumped or ph.name == "restarting") and not expected and not conn.restarting:
+            # The kernel restarted on its own (crash, lost Pod) or through another replica.
             conn.restarting = True
             conn.broadcast_status("restarting")
-        conn.restarts_seen = max(restarts, conn.restarts_seen or 0)
+        elif ph.ready and not bumped:
+            conn.restarting = False
         if ph.ready:
             info = crd.connection_info(status, conn.info["key"])
             if any(info[k] != conn.info.get(k) for k in info if k != "key"):
@@ -243,6 +247,7 @@ class KernelManager:
             await self.raise_for_unavailable(kernel_id, str(exc))
         old_session = conn.kernel_session
         conn.restarting = True
+        conn.restart_expected_until = time.monotonic() + self.launch_timeout + 60
         conn.broadcast_status("restarting")
         conn._iopub_seen.clear()
         with contextlib.suppress(TimeoutError, KernelUnavailable):

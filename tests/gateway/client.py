@@ -50,7 +50,7 @@ class KernelWS:
         headers = [f"Authorization: token {token}"] if token else []
         self.ws = websocket.create_connection(
             url, timeout=timeout, header=headers, subprotocols=[protocol] if protocol else None,
-            enable_multithread=True)
+            enable_multithread=True, skip_utf8_validation=True)
         self.protocol = self.ws.getsubprotocol() or ""
         self.pending: list[tuple[str, dict[str, Any], list[bytes]]] = []
 

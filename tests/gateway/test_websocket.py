@@ -153,3 +153,28 @@ def test_kernel_deleted_ends_open_socket_with_dead_status(kernel):
             if msg["msg_type"] == "status":
                 states.append(msg["content"]["execution_state"])
     assert "dead" in states
+
+
+def test_crash_restart_is_relayed_as_restarting(kernel):
+    gw, kid = kernel
+    ws = KernelWS(gw.ws_url, kid)
+    ws.execute("crashed_state = 1")
+    ws.send("shell", "execute_request", {"code": "import os; os._exit(1)", "silent": False,
+                                         "store_history": False, "user_expressions": {},
+                                         "allow_stdin": False})
+    deadline = time.monotonic() + 90
+    while True:
+        assert time.monotonic() < deadline, "no status: restarting"
+        ch, msg, _ = ws.recv(90)
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "restarting":
+            break
+    # The same socket keeps working with the restarted kernel (in place: same pod).
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            reply, _, _ = ws.execute("crashed_state", timeout=10)
+            break
+        except TimeoutError:
+            assert time.monotonic() < deadline
+    assert reply["content"]["ename"] == "NameError"
+    ws.close()
