@@ -35,7 +35,7 @@ def test_config_from_environment(monkeypatch):
 
 
 def _request(uri: str, auth: str | None = None) -> HTTPServerRequest:
-    headers = HTTPHeaders()
+    headers = HTTPHeaders({"Host": "gw.example"})
     if auth is not None:
         headers["Authorization"] = auth
     return HTTPServerRequest(start_line=RequestStartLine("GET", uri, "HTTP/1.1"), headers=headers)
