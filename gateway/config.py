@@ -12,7 +12,7 @@ import os
 import socket
 from typing import Any
 
-from traitlets import Bool, Float, Integer, List, TraitType, Unicode, default
+from traitlets import Bool, Float, Integer, List, TraitType, Undefined, Unicode, default
 from traitlets.config import Configurable
 
 
@@ -151,8 +151,10 @@ class GatewayConfig(Configurable):
         """(option, environment variables, default, help) for documentation."""
         rows = []
         for name, trait in sorted(cls.class_traits(config=True).items()):
-            rows.append((name, ", ".join(trait.metadata.get("env", ())),
-                         repr(trait.default_value), trait.help))
+            dflt = trait.default_value
+            shown = "[]" if isinstance(trait, List) else \
+                "host-pid" if name == "replica_id" or dflt is Undefined else repr(dflt)
+            rows.append((name, ", ".join(trait.metadata.get("env", ())), shown, trait.help))
         return rows
 
 

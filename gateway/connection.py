@@ -307,6 +307,10 @@ class KernelConnection:
             except TimeoutError:
                 continue
 
+    def expect_new_kernel(self) -> None:
+        """Before a restart: the next ensure_alive must see iopub traffic from the new process."""
+        self._iopub_seen.clear()
+
     # ------------------------------------------------------------------ end
 
     def mark_dead(self, reason: str) -> None:

@@ -249,7 +249,7 @@ class KernelManager:
         conn.restarting = True
         conn.restart_expected_until = time.monotonic() + self.launch_timeout + 60
         conn.broadcast_status("restarting")
-        conn._iopub_seen.clear()
+        conn.expect_new_kernel()
         with contextlib.suppress(TimeoutError, KernelUnavailable):
             await conn.request("control", "shutdown_request", {"restart": True},
                                self.cfg.kernel_request_timeout)
