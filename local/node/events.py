@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import logging
 import secrets
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -19,6 +20,8 @@ from kernelkeeper.local.node.kube import Kube, KubeError
 log = logging.getLogger(__name__)
 
 AGGREGATE_WINDOW = 600.0
+SPAM_BURST = 25
+SPAM_REFILL = 300.0  # seconds per token
 MAX_QUEUE = 5000
 
 
@@ -33,11 +36,28 @@ class EventRecorder:
         self.queue: asyncio.Queue[tuple[dict[str, Any], str, str, str, str | None]] = (
             asyncio.Queue(MAX_QUEUE))
         self._seen: OrderedDict[tuple[str, ...], tuple[str, int, float]] = OrderedDict()
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def _allowed(self, uid: str) -> bool:
+        """The kubelet's spam filter: per pod a burst of 25 events, then one per 5 minutes."""
+        now = time.monotonic()
+        tokens, last = self._buckets.get(uid, (float(SPAM_BURST), now))
+        tokens = min(float(SPAM_BURST), tokens + (now - last) / SPAM_REFILL)
+        if tokens < 1:
+            self._buckets[uid] = (tokens, now)
+            return False
+        self._buckets[uid] = (tokens - 1, now)
+        self._buckets.move_to_end(uid)
+        while len(self._buckets) > 4096:
+            self._buckets.popitem(last=False)
+        return True
 
     def emit(self, pod: dict[str, Any], type_: str, reason: str, message: str,
              container: str | None = None) -> None:
         log.info("event %s/%s %s %s: %s", pod["metadata"].get("namespace"),
                  pod["metadata"].get("name"), type_, reason, message)
+        if not self._allowed(str(pod["metadata"].get("uid"))):
+            return
         try:
             self.queue.put_nowait((pod, type_, reason, message, container))
         except asyncio.QueueFull:

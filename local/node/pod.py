@@ -150,7 +150,11 @@ class PodWorker:
                 term.cancel()
             if not self.terminating.is_set():
                 # Every container is final (or the pod failed): hold the pod until deletion.
-                await run
+                try:
+                    await run
+                except Exception as exc:  # noqa: BLE001 - a node bug must show on the pod
+                    log.exception("pod %s/%s: node error", self.namespace, self.name)
+                    self.fail("NodeError", f"the process node failed to run this pod: {exc!r}")
                 self._release_ip()
                 await self.terminating.wait()
             await self._terminate(run)
