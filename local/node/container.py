@@ -141,6 +141,9 @@ class ContainerRunner:
 
     async def run(self) -> None:
         """Run until the container is final (restartPolicy says so) or stop() is called."""
+        if self.finished.is_set():
+            # Final already (decided before this node process started): never run it again.
+            return
         try:
             await self._run()
         finally:

@@ -191,7 +191,17 @@ class StatusWriter:
             _, w = self.dirty.popitem()
             try:
                 await self.write(w)
-            except (KubeError, OSError, TimeoutError) as exc:
+            except KubeError as exc:
+                if exc.status == 422:
+                    # Invalid: retrying the same status cannot help; the next change will.
+                    log.error("status of %s/%s rejected: %s", w.namespace, w.name, exc)
+                    continue
+                log.warning("status of %s/%s not written (%s); will retry", w.namespace, w.name,
+                            exc)
+                await asyncio.sleep(1.0)
+                if not w.done:
+                    self.mark(w)
+            except (OSError, TimeoutError) as exc:
                 log.warning("status of %s/%s not written (%s); will retry", w.namespace, w.name,
                             exc)
                 await asyncio.sleep(1.0)

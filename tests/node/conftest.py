@@ -10,6 +10,15 @@ def core(cluster) -> client.CoreV1Api:
 
 
 @pytest.fixture()
-def ns(cluster, node) -> str:
-    """A fresh namespace per test; the `node` fixture makes sure pods have a node to run on."""
-    return cluster.new_namespace("node")
+def ns(cluster, node, core):
+    """A fresh namespace per test; the `node` fixture makes sure pods have a node to run on.
+
+    Deleted afterwards (without waiting), so crash loops and servers do not outlive their test.
+    """
+    name = cluster.new_namespace("node")
+    yield name
+    try:
+        core.delete_namespace(name)
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise

@@ -85,8 +85,12 @@ def test_process_lost_while_node_was_down_is_restarted_per_policy(core, ns, node
 
     failed = wait_for(lambda: (p := get_pod(core, ns, "never")) and
                       p["status"].get("phase") == "Failed" and p, 60, what="never pod Failed")
-    term = container_status(failed)["state"]["terminated"]
-    assert term["reason"] == "ContainerStatusUnknown"
+    st = container_status(failed)
+    assert st["state"]["terminated"]["reason"] == "ContainerStatusUnknown"
+    assert st["restartCount"] == 0
+    # Never means never: the lost container was not started again.
+    assert node.record(never["metadata"]["uid"])["containers"]["c"]["pid"] is None
+    assert f"status of {ns}/never rejected" not in node.log_text()
 
 
 def test_node_shutdown_leaves_pods_running_unless_asked(core, ns, node):
