@@ -181,8 +181,8 @@ class PodWorker:
             return
         if self.record.start_time is None:
             self.record.start_time = now_rfc3339()
-        self.save()
         self._build_runners(adopt=True)
+        self.save()  # adoption decisions (lost, final) must survive another node restart
         self.changed()
         try:
             volumes.check_supported(self.pod)
