@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from typing import Any, NoReturn
 
 import zmq.asyncio
+from kubernetes.aio.client.exceptions import ApiException
 
 from kernelkeeper.crds import model as crd
 from kernelkeeper.gateway.activity import ActivityReporter
@@ -25,6 +27,13 @@ from kernelkeeper.gateway.store import SessionStore
 from kernelkeeper.gateway.validation import StartRequest, validate_start
 
 log = logging.getLogger(__name__)
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except ValueError:
+        return str(exc.reason)
 
 
 def _settled(obj: dict[str, Any] | None) -> bool:
@@ -204,7 +213,15 @@ class KernelManager:
                                       kernel_spec=req.kernel_spec, username=req.username,
                                       env=req.env)
         started = time.monotonic()
-        await self.store.create(manifest)
+        try:
+            await self.store.create(manifest)
+        except ApiException as exc:
+            self.metrics.inc("kernel_starts_total", result="rejected")
+            message = _api_message(exc)
+            if exc.status in (400, 422):
+                raise GatewayError(400, "Bad Request", message) from None
+            raise GatewayError(503 if (exc.status or 500) >= 500 else exc.status,
+                               "Kernel Launch Failed", message) from None
         log.info("kernel %s: created (%s, user %r)", kernel_id, req.kernel_spec, req.username)
         obj = await self.store.wait(kernel_id, _settled, req.launch_timeout)
         try:
