@@ -178,3 +178,21 @@ def test_crash_restart_is_relayed_as_restarting(kernel):
             assert time.monotonic() < deadline
     assert reply["content"]["ename"] == "NameError"
     ws.close()
+
+
+def test_client_shutdown_request_ends_with_dead_and_404(kernel):
+    gw, kid = kernel
+    ws = KernelWS(gw.ws_url, kid)
+    ws.execute("pass")
+    ws.send("control", "shutdown_request", {"restart": False})
+    seen = []
+    with pytest.raises(ConnectionError):  # the gateway closes the socket, it never hangs
+        for _ in range(200):
+            ch, msg, _ = ws.recv(90)
+            seen.append((ch, msg["msg_type"], msg["content"].get("execution_state")))
+    assert ("control", "shutdown_reply", None) in seen
+    assert ("iopub", "status", "dead") in seen
+    deadline = time.monotonic() + 60
+    while http("GET", f"{gw.url}/api/kernels/{kid}")[0] != 404:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
