@@ -58,6 +58,7 @@ class PodWorker:
         self.task: asyncio.Task[None] | None = None
         self.shutting_down = False
         self.status_lock = asyncio.Lock()
+        self.frozen = False  # the API's status is final (terminal before this node saw it)
 
     # ----------------------------------------------------------------- properties
 
@@ -93,7 +94,7 @@ class PodWorker:
     # ----------------------------------------------------------------- callbacks
 
     def changed(self) -> None:
-        if not self.done and not self.deleted and not self.shutting_down:
+        if not (self.done or self.deleted or self.shutting_down or self.frozen):
             self.node.status.mark(self)
 
     def save(self) -> None:
@@ -167,11 +168,14 @@ class PodWorker:
     async def _run(self) -> None:
         if self.fresh and self.pod["metadata"].get("deletionTimestamp"):
             # Deleted before this node started it: nothing to run, only the final delete.
+            self.frozen = True
             self._build_runners(adopt=False)
             return
         phase = (self.pod.get("status") or {}).get("phase")
         if phase in TERMINAL and not self._has_live_process():
-            # Finished before (maybe under an earlier node process): nothing left to run.
+            # Finished before (maybe under an earlier node process): nothing left to run, and
+            # its status in the API is final; this node must not rewrite it.
+            self.frozen = True
             self.record.init_done = True
             self._build_runners(adopt=False)
             for r in self.runners.values():

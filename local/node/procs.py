@@ -37,15 +37,23 @@ def _state(pid: int) -> str | None:
 
 
 def alive(pid: int, ticks: int | None) -> bool:
-    """True only while `pid` still names the process started at `ticks` and is not a zombie."""
+    """True only while `pid` still names the process started at `ticks` and is not a zombie.
+
+    Without a start time the pid cannot be told apart from a recycled one: not alive.
+    """
+    if pid <= 1 or ticks is None:
+        return False
     now = start_ticks(pid)
-    if now is None or (ticks is not None and now != ticks):
+    if now is None or now != ticks:
         return False
     return _state(pid) not in (None, "Z", "X")
 
 
 def signal_group(pgid: int, sig: int) -> bool:
     """Signal a whole process group; False if no process is left in it."""
+    if pgid <= 1:
+        # killpg(0) is our own group and killpg(1) is kill(-1), every process: never.
+        return False
     try:
         os.killpg(pgid, sig)
         return True
@@ -137,10 +145,16 @@ class Process:
         return self._exit()
 
     def signal(self, sig: int) -> None:
-        """Signal the container's process group (the whole container), if it still exists."""
-        if self.popen is not None and self.popen.poll() is not None and not group_alive(self.pid):
-            return
-        if self.popen is None and not alive(self.pid, self.ticks) and not group_alive(self.pid):
+        """Signal the container's process group (the whole container) while its leader lives.
+
+        Once the leader is gone its pid (the group id) may be recycled, so a group is only
+        signalled while the leader provably exists: unreaped child, or pid + start time match.
+        Stray members left behind are killed by kill_leftovers() right when the leader exits.
+        """
+        if self.popen is not None:
+            if self.popen.returncode is not None or self.popen.poll() is not None:
+                return
+        elif not alive(self.pid, self.ticks):
             return
         signal_group(self.pid, sig)
 

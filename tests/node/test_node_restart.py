@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 from tests.node.helpers import (
     container,
@@ -14,6 +15,7 @@ from tests.node.helpers import (
     pid_alive,
     pod_manifest,
     wait_for,
+    wait_phase,
     wait_ready,
 )
 from tests.node.test_http_pods import _server
@@ -126,3 +128,22 @@ def test_pod_deleted_while_node_was_down_is_killed_at_restart(cluster, core, ns,
     node.start()
     wait_for(lambda: not pid_alive(pid), 30, what="the orphaned process to be killed")
     assert node.record(pod["metadata"]["uid"]) is None
+
+
+def test_finished_pods_are_left_alone_by_a_restarted_node(core, ns, node):
+    create_pod(core, ns, pod_manifest("done", [container("c", "print('ok')")],
+                                      restartPolicy="Never"))
+    create_pod(core, ns, pod_manifest("nocmd", [{"name": "c", "image": "busybox"}]))
+    done = wait_phase(core, ns, "done", "Succeeded")
+    failed = wait_phase(core, ns, "nocmd", "Failed")
+    time.sleep(1)  # the last status write has landed
+    before = {n: get_pod(core, ns, n)["metadata"]["resourceVersion"] for n in ("done", "nocmd")}
+    node.restart()
+    time.sleep(3)
+    after = {n: get_pod(core, ns, n)["metadata"]["resourceVersion"] for n in ("done", "nocmd")}
+    assert after == before
+    assert get_pod(core, ns, "nocmd")["status"]["reason"] == failed["status"]["reason"]
+    assert get_pod(core, ns, "done")["status"]["phase"] == done["status"]["phase"]
+    # ... and are still deleted properly.
+    core.delete_namespaced_pod("nocmd", ns)
+    wait_for(lambda: get_pod(core, ns, "nocmd") is None, 60, what="nocmd removed")
