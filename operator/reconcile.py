@@ -14,7 +14,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kernelkeeper.crds import model as crd
@@ -54,6 +54,8 @@ class SpecCatalog:
 
 
 class Reconciler:
+    PARALLEL = 8  # sessions handled at once by the periodic rounds
+
     def __init__(self, cfg: OperatorConfig, kube: Kube, *, events: EventRecorder | None = None,
                  launcher: LauncherStatusReader | None = None,
                  specs: SpecCatalog | None = None) -> None:
@@ -105,31 +107,32 @@ class Reconciler:
             items += (await self.kube.request("GET", path)).get("items") or []
         return items
 
+    async def _each(self, what: str,
+                    fn: Callable[[str, str], Awaitable[bool | None]]) -> list[str]:
+        """Run `fn` for every session, a few at a time; names for which it returned True."""
+        gate = asyncio.Semaphore(self.PARALLEL)
+
+        async def one(ns: str, name: str) -> bool:
+            async with gate:
+                try:
+                    return bool(await fn(ns, name))
+                except NotLeader:
+                    raise
+                except Exception as exc:  # one broken session must not stop the round
+                    log.warning("%s of %s/%s failed: %s", what, ns, name, exc)
+                    return False
+
+        metas = [ks["metadata"] for ks in await self.list_sessions()]
+        done = await asyncio.gather(*(one(m["namespace"], m["name"]) for m in metas))
+        return [m["name"] for m, hit in zip(metas, done, strict=True) if hit]
+
     async def resync(self) -> None:
         """Reconcile every session once (picks up in-place restarts and missed events)."""
-        for ks in await self.list_sessions():
-            meta = ks["metadata"]
-            try:
-                await self.reconcile(meta["namespace"], meta["name"])
-            except NotLeader:
-                raise
-            except Exception as exc:
-                log.warning("resync of %s/%s failed: %s", meta["namespace"], meta["name"], exc)
+        await self._each("resync", self.reconcile)
 
     async def cull(self, now: dt.datetime | None = None) -> list[str]:
         """Cull every idle session; returns the culled names."""
-        culled = []
-        for ks in await self.list_sessions():
-            meta = ks["metadata"]
-            try:
-                if await self.cull_one(meta["namespace"], meta["name"], now):
-                    culled.append(meta["name"])
-            except NotLeader:
-                raise
-            except Exception as exc:
-                log.warning("culling check of %s/%s failed: %s", meta["namespace"],
-                            meta["name"], exc)
-        return culled
+        return await self._each("culling check", lambda ns, name: self.cull_one(ns, name, now))
 
     async def cull_one(self, namespace: str, name: str, now: dt.datetime | None = None) -> bool:
         async with self._lock(namespace, name):
@@ -192,11 +195,12 @@ class Reconciler:
         raw_pods = await self._pods(ks)
         pods = sorted((view(p) for p in raw_pods), key=lambda p: p.incarnation)
         live = [p for p in pods if p.live]
+        why = None
         if secret_state == "created" and live:
             # A new key means running kernels can no longer be reached: replace them.
             for pod in live:
                 await self._delete_pod(ks, pod)
-            live = []
+            live, why = [], "its key Secret was deleted, so clients could no longer reach it"
         for extra in live[:-1]:
             await self._delete_pod(ks, extra)
         if live:
@@ -211,7 +215,9 @@ class Reconciler:
             return
         raw_latest = next((p for p in raw_pods if latest and p["metadata"]["name"] == latest.name),
                           None)
-        await self._replace(ks, kspec, user_env, pods, latest, raw_latest)
+        old_name = latest.name if latest else None
+        await self._replace(ks, kspec, user_env, pods, old_name,
+                            why or loss_reason(latest, raw_latest))
 
     async def _ensure_secret(self, ks: Mapping[str, Any]) -> str:
         meta = ks["metadata"]
@@ -220,13 +226,9 @@ class Reconciler:
         if secret is not None:
             owners = secret["metadata"].get("ownerReferences") or []
             return "ok" if any(o.get("uid") == meta["uid"] for o in owners) else "foreign"
-        try:
-            await self.kube.create(core_path(meta["namespace"], "secrets"),
-                                   render.render_secret(ks, render.new_key()))
-        except ApiError as exc:
-            if exc.status == 409:
-                raise  # created concurrently: retry the whole reconcile with a fresh view
-            raise
+        # A 409 here (created concurrently) propagates: reconcile() retries with a fresh view.
+        await self.kube.create(core_path(meta["namespace"], "secrets"),
+                               render.render_secret(ks, render.new_key()))
         return "created"
 
     async def _pods(self, ks: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -244,8 +246,7 @@ class Reconciler:
                                preconditions={"uid": pod.uid})
 
     async def _replace(self, ks: dict[str, Any], kspec: KernelSpec, user_env: dict[str, str],
-                       pods: list[PodView], latest: PodView | None,
-                       raw_latest: Mapping[str, Any] | None) -> None:
+                       pods: list[PodView], old_name: str | None, why: str) -> None:
         meta, status = ks["metadata"], ks.get("status") or {}
         kid = meta["name"]
         seen = [p.incarnation for p in pods]
@@ -260,8 +261,7 @@ class Reconciler:
         else:
             incarnation, base = max(seen) + 1, restarts + 1
             new_name = render.pod_name(kid, incarnation)
-            old_name = latest.name if latest else status.get("podName")
-            why = loss_reason(latest, raw_latest)
+            old_name = old_name or status.get("podName")
             if incarnation > self.cfg.max_pod_restarts:
                 await self._write(ks, Readiness(False, crd.REASON_FAILED, (
                     f"kernel pod {old_name} was lost ({why}) and the kernel has been replaced "
@@ -313,6 +313,10 @@ class Reconciler:
         elif pod.phase == "Running" and launcher and launcher.get("state") == "unresponsive":
             readiness = Readiness(False, crd.REASON_RESTARTING,
                                   f"kernel in pod {pod.name} stopped answering its heartbeat")
+        elif pod.phase == "Running" and launcher and launcher.get("ready"):
+            readiness = Readiness(False, crd.REASON_STARTING, (
+                f"kernel in pod {pod.name} answers; waiting for the pod to be Ready "
+                "(readiness probe, or the node is not Ready)"))
         else:
             detail = pod.waiting or ("waiting for the kernel to answer"
                                      if pod.phase == "Running" else f"pod is {pod.phase}")

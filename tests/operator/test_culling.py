@@ -12,7 +12,7 @@ import time
 from kernelkeeper.crds import model as crd
 from tests.operator.helpers import apply_session, get_session, wait_ready, wait_until
 
-IDLE = 4  # seconds: every session here is long past it when we look
+IDLE = 4  # seconds; sessions start with a long timeout and get this one once Ready
 
 
 def _iso(seconds_ago: float = 0) -> str:
@@ -47,8 +47,9 @@ def _survives(cluster, ns: str, kid: str, seconds: float = 12) -> None:
 
 
 def test_idle_session_is_culled(cluster, ns):
-    kid = apply_session(cluster, ns, idle_timeout_seconds=IDLE)
+    kid = apply_session(cluster, ns, idle_timeout_seconds=3600)
     wait_ready(cluster, ns, kid)
+    _shorten_timeout(cluster, ns, kid)
     wait_until(lambda: get_session(cluster, ns, kid) is None, 60, "idle session culled")
     (event,) = wait_until(lambda: _culled_events(cluster, ns, kid), 30, "Culled event")
     assert "without activity" in event["message"] and f"idle timeout {IDLE}s" in event["message"]
@@ -77,9 +78,10 @@ def test_session_connected_through_live_replica_is_not_culled(cluster, ns):
 
 
 def test_session_connected_only_through_stale_replica_is_culled(cluster, ns):
-    kid = apply_session(cluster, ns, idle_timeout_seconds=IDLE)
+    kid = apply_session(cluster, ns, idle_timeout_seconds=3600)
     wait_ready(cluster, ns, kid)
     _report(cluster, ns, kid, {"gw-gone": {"connections": 2, "executionState": "busy",
                                            "lastActivity": _iso(90), "heartbeat": _iso(90)}})
+    _shorten_timeout(cluster, ns, kid)
     wait_until(lambda: get_session(cluster, ns, kid) is None, 60, "stale-only session culled")
     assert wait_until(lambda: _culled_events(cluster, ns, kid), 30, "Culled event")

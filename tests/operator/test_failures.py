@@ -8,10 +8,12 @@ import time
 from kernelkeeper.crds import model as crd
 from tests.operator.helpers import (
     apply_session,
+    execute,
     get_session,
     kernel_client,
     pods_of,
     ready_reason,
+    session_key,
     wait_ready,
     wait_reason,
     wait_until,
@@ -59,3 +61,25 @@ def test_pod_replacements_are_bounded(cluster, operator, operator_replicas, tmp_
             assert op.alive()
         finally:
             op.terminate()
+
+
+def test_deleted_key_secret_means_new_key_and_new_pod(cluster, ns):
+    kid = apply_session(cluster, ns)
+    ks = wait_ready(cluster, ns, kid)
+    old_key, old_pod = session_key(cluster, ns, ks), ks["status"]["podName"]
+    cluster.kubectl("delete", "secret", "-n", ns, crd.key_secret_name(kid))
+    ks = wait_ready(cluster, ns, kid, timeout=120,
+                    extra=lambda k: k["status"]["podName"] != old_pod)
+    assert session_key(cluster, ns, ks) != old_key
+    assert "key Secret was deleted" in json.dumps(_events(cluster, ns, kid))
+    kc = kernel_client(cluster, ns, ks)
+    try:
+        assert execute(kc, "'still' + ' here'")["result"] == "'still here'"
+    finally:
+        kc.stop_channels()
+
+
+def _events(cluster, ns: str, kid: str) -> list[dict]:
+    out = cluster.kubectl("get", "events", "-n", ns, "-o", "json",
+                          "--field-selector", f"involvedObject.name={kid}")
+    return json.loads(out.stdout)["items"]
