@@ -88,3 +88,22 @@ def test_mount_helper_reports_an_unknown_command_as_start_error(tmp_path):
                          check=False)
     assert out.returncode == 128
     assert "exec '/nonexistent/kk-cmd'" in term.read_text()
+
+
+def test_a_pid_without_start_time_is_never_taken_for_alive():
+    import os
+
+    from kernelkeeper.local.node import procs
+
+    me = os.getpid()
+    assert procs.alive(me, procs.start_ticks(me))
+    assert not procs.alive(me, None)  # could be a recycled pid
+    assert not procs.alive(me, procs.start_ticks(me) + 1)
+
+
+def test_process_groups_0_and_1_are_never_signalled():
+    from kernelkeeper.local.node import procs
+
+    # killpg(1, sig) would be kill(-1, sig): every process on the machine.
+    assert procs.signal_group(1, 0) is False
+    assert procs.signal_group(0, 0) is False
