@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,8 @@ class ActivityReporter:
         self.manager: Any = None
         self._tracks: dict[str, _Track] = {}
         self._task: asyncio.Task[None] | None = None
+
+    serving: Callable[[], bool] | None = None
 
     def bind(self, manager: Any) -> None:
         self.manager = manager
@@ -76,6 +79,8 @@ class ActivityReporter:
                 log.exception("activity flush failed")
 
     async def flush(self, *, force: bool = False) -> None:
+        if self.serving is not None and not self.serving():
+            return  # a standby or fenced replica writes nothing
         now = time.monotonic()
         for kernel_id, track in list(self._tracks.items()):
             conn = self.manager.conns.get(kernel_id) if self.manager else None

@@ -20,12 +20,14 @@ from tornado.web import Application
 
 from kernelkeeper.gateway import handlers as h
 from kernelkeeper.gateway.activity import ActivityReporter
+from kernelkeeper.gateway.availability import EXIT_LEASE_LOST, Availability
 from kernelkeeper.gateway.channels import GOING_AWAY, ChannelsHandler
 from kernelkeeper.gateway.config import GatewayConfig
 from kernelkeeper.gateway.kernels import KernelManager
 from kernelkeeper.gateway.metrics import Metrics
 from kernelkeeper.gateway.store import SessionStore
 from kernelkeeper.kernel.specs import KernelSpec, load_kernel_specs, search_path
+from kernelkeeper.operator.kube import Kube
 
 log = logging.getLogger("kernelkeeper.gateway")
 
@@ -89,26 +91,54 @@ class Gateway:
         self.activity = ActivityReporter(cfg, self.store, self.metrics)
         self.specs = SpecCache(list(cfg.kernel_spec_path))
         self.manager = KernelManager(cfg, self.store, self.specs, self.metrics, self.activity)
+        self.availability = Availability(
+            cfg.availability_mode, Kube(self.api, timeout=max(1.0, cfg.retry_period)),
+            identity=cfg.replica_id, lease_name=cfg.lease_name,
+            lease_namespace=cfg.lease_namespace or cfg.namespace,
+            duration=cfg.lease_duration, renew_deadline=cfg.renew_deadline,
+            retry=cfg.retry_period, on_lost=self.fence)
+        self.activity.serving = self.availability.serving
         self.store.start()
         self.activity.start()
+        self.availability.start()
         m = self.metrics
         m.gauge("kernels", lambda: len(self.store.cache), "KernelSessions in the namespace.")
         m.gauge("hydrated_kernels", lambda: len(self.manager.conns),
                 "Kernels this replica holds ZMQ connections to.")
         m.gauge("websocket_connections", lambda: len(self.sockets), "Open websockets.")
         m.gauge("draining", lambda: int(self.draining), "1 while shutting down.")
+        m.gauge("active", lambda: int(self.availability.serving()),
+                "1 while this replica serves (always, in active-active).")
+        m.gauge("lease_epoch", lambda: self.availability.epoch,
+                "leaseTransitions of this replica's tenure (active-passive).")
         self.app = Application(
             routes(cfg.base_path),
             kk_config=cfg, kk_manager=self.manager, kk_store=self.store, kk_specs=self.specs,
             kk_metrics=self.metrics, kk_sockets=self.sockets, kk_draining=lambda: self.draining,
+            kk_availability=self.availability,
             websocket_ping_interval=cfg.ws_ping_interval or None,
             websocket_max_message_size=cfg.ws_max_message_size,
             log_function=self._log_request,
         )
         self.server = HTTPServer(self.app, max_body_size=16 * 1024 * 1024)
         self.server.listen(cfg.port, cfg.ip)
-        log.info("kernelkeeper gateway %s listening on http://%s:%d%s/ (namespace %s)",
-                 cfg.replica_id, cfg.ip, cfg.port, cfg.base_path, cfg.namespace)
+        log.info("kernelkeeper gateway %s listening on http://%s:%d%s/ (namespace %s, %s)",
+                 cfg.replica_id, cfg.ip, cfg.port, cfg.base_path, cfg.namespace,
+                 self.availability.mode)
+
+    async def fence(self) -> None:
+        """Lost the Lease: refuse everything, drop every websocket, exit non-zero at once.
+
+        Exiting (rather than re-joining as a standby) is deliberate: whatever state this
+        process holds belonged to an epoch that is over; a fresh process starts clean.
+        """
+        self.draining = True
+        for ws in list(self.sockets):
+            ws.close_quietly(GOING_AWAY, "replica lost its Lease")
+        await asyncio.sleep(0.2)  # let the close frames reach the clients; nothing is served
+        log.error("fenced: exiting with status %d", EXIT_LEASE_LOST)
+        logging.shutdown()
+        os._exit(EXIT_LEASE_LOST)
 
     def _log_request(self, handler: Any) -> None:
         status = handler.get_status()
@@ -122,6 +152,9 @@ class Gateway:
         """Stop accepting, send websockets away so clients reconnect elsewhere, keep kernels."""
         self.draining = True
         log.info("shutting down: %d websockets, kernels keep running", len(self.sockets))
+        # Stop serving and hand the Lease over before anything else, so a standby is
+        # already taking over while our websockets close.
+        await self.availability.stop()
         self.server.stop()
         for ws in list(self.sockets):
             ws.close_quietly(GOING_AWAY, "gateway shutting down")

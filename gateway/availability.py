@@ -91,13 +91,30 @@ class Availability:
     def holder_hint(self) -> str | None:
         return self.elector.holder_hint() if self.elector else None
 
+    def retry_after(self) -> float:
+        return self.elector.retry if self.elector else 1.0
+
+    def why_not_serving(self) -> str:
+        if self._stopping:
+            return "this gateway replica is shutting down; retry to reach another replica"
+        if self.elector is not None and self.elector.holder_hint() == self.elector.identity:
+            return "this replica lost its Lease and is fencing itself; retry to reach the new holder"
+        holder = self.holder_hint() or "unknown"
+        return (f"this replica is a standby (active-passive); the active replica is {holder}; "
+                "retry shortly")
+
     def start(self) -> None:
         if self.elector is not None:
             self._task = asyncio.create_task(self._run(), name="lease-election")
 
     async def _run(self) -> None:
         assert self.elector is not None
-        await self.elector.acquire()
+        # Poll faster than the holder renews: a released Lease (holder emptied on SIGTERM) is
+        # then taken within a fraction of the retry period; an expired one still needs the
+        # full lease duration of unchanged observations.
+        poll = max(0.1, self.elector.retry / 4)
+        while not await self.elector.try_acquire_or_renew():
+            await asyncio.sleep(poll)
         log.info("active: holding Lease %s/%s as %s (epoch %d)", self.elector.namespace,
                  self.elector.name, self.elector.identity, self.epoch)
         self.became_active.set()

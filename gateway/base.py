@@ -24,6 +24,8 @@ class GatewayMixin(RequestHandler):
     """Mixed into REST and websocket handlers alike."""
 
     auth_exempt = False
+    # Probes and metrics answer on standbys too; everything else is gated by availability.
+    availability_exempt = False
 
     def set_default_headers(self) -> None:
         cfg = self.settings["kk_config"]
@@ -37,6 +39,16 @@ class GatewayMixin(RequestHandler):
             return
         if not authorized(self.request, self.settings["kk_config"].auth_token):
             raise GatewayError(401, "Unauthorized", "a valid token is required")
+        if not self.availability_exempt:
+            self.refuse_unless_serving()
+
+    def refuse_unless_serving(self) -> None:
+        """503 + Retry-After on a standby or a fenced holder (checked before any side effect)."""
+        availability = self.settings.get("kk_availability")
+        if availability is None or availability.serving():
+            return
+        self.set_header("Retry-After", str(max(1, round(availability.retry_after()))))
+        raise GatewayError(503, "Service Unavailable", availability.why_not_serving())
 
     def options(self, *args: Any, **kwargs: Any) -> None:
         """CORS preflight: no auth, no body."""

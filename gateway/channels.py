@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
 CLIENT_CHANNELS = ("shell", "control", "stdin")
 GOING_AWAY = 1001
+# "Service restart": clients reconnect, as they do for 1001.
+SERVICE_RESTART = 1012
 
 # ---------------------------------------------------------------------- wire formats
 
@@ -273,6 +275,11 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
     def on_message(self, message: str | bytes) -> None:
         client = self.client
         if client is None:
+            return
+        availability = self.settings.get("kk_availability")
+        if availability is not None and not availability.serving():
+            # A fenced holder forwards nothing: the client reconnects to the new holder.
+            self.close_quietly(SERVICE_RESTART, "replica is not active")
             return
         try:
             if isinstance(message, bytes) and self.protocol == V1_PROTOCOL:

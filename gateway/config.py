@@ -111,6 +111,33 @@ class GatewayConfig(Configurable):
                              help="Seconds SIGTERM waits for websockets to close.").tag(
         **_env("KERNELKEEPER_GATEWAY_SHUTDOWN_TIMEOUT"))
 
+    availability_mode = Unicode(
+        "active-active", config=True,
+        help="active-active: every replica serves. active-passive: only the holder of the Lease "
+             "serves, the others stand by hot and answer 503 with Retry-After. Enterprise "
+             "Gateway's names replication/standalone are accepted as aliases.").tag(
+        **_env("KERNELKEEPER_GATEWAY_AVAILABILITY_MODE", "EG_AVAILABILITY_MODE"))
+    lease_name = Unicode("kernelkeeper-gateway", config=True,
+                         help="Lease used in active-passive mode.").tag(
+        **_env("KERNELKEEPER_GATEWAY_LEASE_NAME"))
+    lease_namespace = Unicode("", config=True,
+                              help="Namespace of that Lease (default: the KernelSession "
+                                   "namespace).").tag(**_env("KERNELKEEPER_GATEWAY_LEASE_NAMESPACE"))
+    lease_duration = Float(15.0, config=True,
+                           help="Seconds a standby waits after the last renew it saw before taking "
+                                "over. Longer: fewer false takeovers on a slow API server; "
+                                "shorter: faster failover after a crash.").tag(
+        **_env("KERNELKEEPER_GATEWAY_LEASE_DURATION"))
+    renew_deadline = Float(10.0, config=True,
+                           help="The holder stops serving when it has not renewed for this long "
+                                "(must be below lease_duration: the gap absorbs request latency "
+                                "and clock-rate drift, so two replicas never serve at once).").tag(
+        **_env("KERNELKEEPER_GATEWAY_RENEW_DEADLINE"))
+    retry_period = Float(2.0, config=True,
+                         help="Seconds between renew attempts (and standby polls: a released "
+                              "Lease is taken over within about this long).").tag(
+        **_env("KERNELKEEPER_GATEWAY_RETRY_PERIOD"))
+
     allow_origin = Unicode("", config=True, help="Access-Control-Allow-Origin.").tag(
         **_env("KERNELKEEPER_GATEWAY_ALLOW_ORIGIN", "KG_ALLOW_ORIGIN"))
     allow_credentials = Unicode("", config=True, help="Access-Control-Allow-Credentials.").tag(

@@ -128,6 +128,7 @@ class KernelActionHandler(JSONHandler):
 
 class HealthHandler(JSONHandler):
     auth_exempt = True  # probes carry no token
+    availability_exempt = True
 
     def get(self) -> None:
         self.write_json({"status": "ok"})
@@ -135,8 +136,10 @@ class HealthHandler(JSONHandler):
 
 class ReadyHandler(JSONHandler):
     auth_exempt = True
+    availability_exempt = True
 
     def get(self) -> None:
+        self.refuse_unless_serving()
         if self.settings["kk_draining"]():
             raise GatewayError(503, "Service Unavailable", "shutting down")
         if not self.settings["kk_store"].healthy:
@@ -145,6 +148,8 @@ class ReadyHandler(JSONHandler):
 
 
 class MetricsHandler(JSONHandler):
+    availability_exempt = True
+
     def get(self) -> None:
         self.set_header("Content-Type", "text/plain; version=0.0.4")
         self.finish(self.settings["kk_metrics"].render())

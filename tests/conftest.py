@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.node",
     "tests.fixtures.operator",
     "tests.fixtures.gateway",
+    "tests.fixtures.jupyter",
 ]
