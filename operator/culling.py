@@ -2,13 +2,17 @@
 
 The decision is a pure function of the KernelSession, the clock and the settings:
 
-- Only replicas whose ``heartbeat`` is fresh (within ``activity_staleness``) count; a dead
-  replica's report neither keeps a kernel alive nor makes it look busy.
-- A live replica reporting open connections protects the kernel (unless ``cull_connected``),
-  and one reporting ``busy`` does too (unless ``cull_busy``).
-- Idle time counts from the newest of: live replicas' ``lastActivity``, ``status.startedAt``
-  and the creation time. The top-level ``activity`` summary is used only when no replica
-  breakdown exists, because it cannot say which replica (dead or alive) saw the activity.
+- Claims about *now* count only from replicas whose ``heartbeat`` is fresh (within
+  ``activity_staleness``): a live replica reporting open connections protects the kernel
+  (unless ``cull_connected``), and one reporting ``busy`` does too (unless ``cull_busy``).
+  A dead replica's connections or busy state protect nothing.
+- Idle time counts from the newest of: every reported ``lastActivity`` (per replica and the
+  session-wide summary), ``status.startedAt`` and the creation time. A past activity stays
+  true when the replica that saw it goes quiet; gateways refresh heartbeats only while they
+  hold connections, so ignoring a quiet replica's lastActivity would cull every kernel one
+  staleness period after its last disconnect. Times in the future are clamped to now.
+- The summary ``executionState`` is used only when there is no per-replica breakdown,
+  since it cannot say which replica (dead or alive) saw it.
 """
 
 from __future__ import annotations
@@ -58,13 +62,14 @@ def cull_decision(ks: Mapping[str, Any], now: dt.datetime, *, default_timeout: i
     status = ks.get("status") or {}
     activity = status.get("activity") or {}
     live = live_replicas(activity, now, staleness)
-    stamps = [_t(status.get("startedAt")), _t(ks["metadata"].get("creationTimestamp"))]
-    stamps += [_t(rep.get("lastActivity")) for rep in live.values()]
+    stamps = [_t(status.get("startedAt")), _t(ks["metadata"].get("creationTimestamp")),
+              _t(activity.get("lastActivity"))]
+    stamps += [_t((rep or {}).get("lastActivity"))
+               for rep in (activity.get("replicas") or {}).values()]
     states = [rep.get("executionState") for rep in live.values()]
     if not activity.get("replicas"):
-        stamps.append(_t(activity.get("lastActivity")))
         states.append(activity.get("executionState"))
-    newest = max((s for s in stamps if s is not None), default=now)
+    newest = min(now, max((s for s in stamps if s is not None), default=now))
     idle = max(0.0, (now - newest).total_seconds())
     if timeout <= 0:
         return CullDecision(False, idle, timeout, "culling disabled for this session")

@@ -62,10 +62,18 @@ def test_busy_and_connected_protect_unless_configured():
     assert not _decide(conn).cull and _decide(conn, cull_connected=True).cull
 
 
-def test_stale_replica_is_ignored():
-    stale = {"replicas": {"dead": _rep(connections=3, state="busy", last=90, beat=120)}}
+def test_stale_replica_claims_are_ignored_but_its_past_activity_counts():
+    stale = {"replicas": {"dead": _rep(connections=3, state="busy", last=400, beat=120)}}
     d = _decide(_ks(stale))
-    assert d.cull and round(d.idle_seconds) == 600
+    assert d.cull and round(d.idle_seconds) == 400
+    recent = {"replicas": {"quiet": _rep(connections=0, last=90, beat=90)}}
+    d = _decide(_ks(recent))
+    assert not d.cull and round(d.idle_seconds) == 90
+
+
+def test_future_activity_is_clamped():
+    d = _decide(_ks({"replicas": {"skewed": _rep(last=-3600, beat=1)}}))
+    assert not d.cull and d.idle_seconds == 0
 
 
 def test_connection_through_live_replica_wins_over_stale_one():
@@ -73,11 +81,11 @@ def test_connection_through_live_replica_wins_over_stale_one():
     assert not _decide(_ks(act)).cull
 
 
-def test_top_level_summary_used_only_without_replicas():
+def test_summary_state_used_only_without_replicas():
     assert not _decide(_ks({"lastActivity": _ago(10), "executionState": "idle"})).cull
     assert not _decide(_ks({"executionState": "busy"})).cull
-    with_reps = {"lastActivity": _ago(10), "executionState": "busy",
-                 "replicas": {"dead": _rep(beat=300)}}
+    with_reps = {"lastActivity": _ago(400), "executionState": "busy",
+                 "replicas": {"dead": _rep(last=500, beat=300)}}
     assert _decide(_ks(with_reps)).cull
 
 
