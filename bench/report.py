@@ -1,0 +1,332 @@
+"""bench/results/latest.md from one run's results dict (and nothing else)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+ORDER = ["direct", "kernelkeeper", "eg", "jupyter_server", "kg"]
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not math.isnan(v) else None
+
+
+def _fmt(v: float | None, unit: str, digits: int = 3) -> str:
+    if v is None:
+        return "—"
+    if unit == "ms":
+        return f"{v:.2f} ms" if v < 100 else f"{v:.0f} ms"
+    if unit == "s":
+        if v < 1:
+            return f"{v * 1000:.1f} ms"
+        return f"{v:.2f} s" if v < 100 else f"{v:.0f} s"
+    if unit == "MB/s":
+        return f"{v:.2f} MB/s"
+    if unit == "MiB":
+        return f"{v:.1f} MiB"
+    return f"{v:.{digits}g}"
+
+
+def _status_cell(res: dict[str, Any] | None) -> str:
+    if not res:
+        return "not measured"
+    st = res.get("status")
+    if st == "ok":
+        return "ok"
+    if st == "not measured":
+        return f"not measured: {res.get('reason', '')}"
+    return f"**FAILED**: {_one_line(res.get('error', ''))}"
+
+
+def _one_line(text: str, limit: int = 260) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def ratio_table(metric: dict[str, dict[str, Any]], key: str, unit: str, titles: dict[str, str],
+                keys: list[str], note: str = "") -> list[str]:
+    """Rows: targets; columns: the figure, then its ratio to direct ZMQ and to each server."""
+    refs = [k for k in keys if _num(metric.get(k, {}).get(key)) is not None
+            and metric[k].get("status") == "ok"]
+    label = {"p50_ms": "p50", "p99_ms": "p99", "mb_per_s": "MB/s", "median_s": "median"}
+    head = ["target", label.get(key, key), "status"] + [f"÷ {titles[r]}" for r in refs]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for k in keys:
+        res = metric.get(k)
+        v = _num((res or {}).get(key))
+        ok = (res or {}).get("status") == "ok"
+        cells = [titles[k], _fmt(v, unit) if v is not None else "—", _status_cell(res)]
+        for r in refs:
+            rv = _num(metric[r].get(key))
+            cells.append("—" if v is None or not ok or r == k or not rv
+                         else f"{v / rv:.2f}×")
+        lines.append("| " + " | ".join(cells) + " |")
+    if note:
+        lines += ["", note]
+    return lines
+
+
+def render(res: dict[str, Any], images: dict[str, str]) -> str:
+    meta, targets = res["meta"], res["targets"]
+    keys = [k for k in ORDER if k in targets]
+    titles = {k: targets[k]["title"] for k in keys}
+    m = meta["machine"]
+    out: list[str] = []
+    w = out.append
+    w("# kernelkeeper benchmarks: side by side with the peers")
+    w("")
+    w(f"Written by `{meta['command']}` on {meta['date']} (the run took {meta['duration_s']:.0f} s; "
+      f"options: {meta['options']}). **Every figure in this file comes from that run**; a peer that "
+      "failed a scenario is shown failing, with its error. Absolute times depend on the machine; "
+      "compare the ratios.")
+    w("")
+    w("## Machine")
+    w("")
+    mem = m.get("memory_bytes")
+    w(f"- CPU: {m['cpu_model']}; {m['cores']} cores ({m.get('usable_cores')} usable by this run)")
+    w(f"- Memory: {mem / 2**30:.1f} GiB" if mem else "- Memory: unknown")
+    w(f"- OS: {m['os']}; Python {m['python']}; load average at start: "
+      f"{m.get('load_average_at_start')}")
+    w("- The machine is shared: other work running at the same time widens the tails.")
+    w("")
+    if meta.get("host_kill_misparses"):
+        w("## Safety note: Enterprise Gateway and this host's `kill`")
+        w("")
+        w("EG signals a kernel it did not launch itself (a hydrated one) by running "
+          "`kill -SIG -PGID`. This host's `kill` (procps-ng 4.0.x) misparses a negative pid "
+          "that has no `--` before it and signals **every process** instead: running as root, EG "
+          "shutting down a hydrated kernel killed the whole machine's processes during the "
+          "development of this benchmark. The harness therefore puts a `kill` shim first on EG's "
+          "PATH that inserts `--` and refuses broadcast targets, and checks it before starting EG. "
+          "The figures below are with that shim; without it EG's hydration and failover "
+          "scenarios are not safe to run on this host.")
+        w("")
+    w("## What was measured")
+    w("")
+    w("| target | server versions | kernel that answered | configuration |")
+    w("|---|---|---|---|")
+    for k in keys:
+        t = targets[k]
+        vers = ", ".join(f"{n} {v}" for n, v in t.get("versions", {}).items()) or "—"
+        kern = t.get("kernel")
+        kern_s = (", ".join(f"{n} {v}" for n, v in kern.items()) if isinstance(kern, dict)
+                  else "—")
+        conf = "; ".join(t.get("notes", [])) or "—"
+        if t.get("error"):
+            conf = f"**not available**: {_one_line(t['error'])}"
+        w(f"| {titles[k]} | {vers} | {kern_s} | {_one_line(conf, 400)} |")
+    w("")
+    w("Every server runs the same kernelspec: the same interpreter and ipykernel as direct ZMQ "
+      "(kernelkeeper's own virtualenv), so the differences are the path between client and "
+      "kernel. The websocket client sets TCP_NODELAY on its own socket; whatever Nagle delay "
+      "remains is on the server's side.")
+    w("")
+
+    lat, thr, start = res.get("latency", {}), res.get("throughput", {}), res.get("start", {})
+    if lat or thr or start:
+        w("## Summary")
+        w("")
+        w("| target | `pass` p50 | `pass` p99 | 20 MB stream | bytes received | start → first execute |")
+        w("|---|---|---|---|---|---|")
+        for k in keys:
+            lr, tr, sr = lat.get(k, {}), thr.get(k, {}), start.get(k, {})
+            rec = tr.get("received_bytes")
+            rec_s = (", ".join(f"{b:,}" for b in rec) + f" of {tr['expected_bytes']:,}"
+                     if isinstance(rec, list) else "—")
+
+            def cell(r: dict[str, Any], key: str, unit: str) -> str:
+                v = _num(r.get(key))
+                if r.get("status") == "ok":
+                    return _fmt(v, unit)
+                if r.get("status") == "FAILED":
+                    return "**FAILED**" + (f" ({_fmt(v, unit)})" if v is not None else "")
+                return "not measured"
+            w(f"| {titles[k]} | {cell(lr, 'p50_ms', 'ms')} | {cell(lr, 'p99_ms', 'ms')} | "
+              f"{cell(tr, 'mb_per_s', 'MB/s')} | {rec_s} | {cell(sr, 'median_s', 's')} |")
+        w("")
+
+    if lat:
+        runs = max((v.get("n", 0) for v in lat.values()), default=0)
+        w("## 1. Execute round trip of `pass`")
+        w("")
+        w(f"Send `execute_request`, wait for `execute_reply` **and** `status: idle`; {runs} runs "
+          "after 10 warm-up runs, one websocket (or one ZMQ client) per target, one request at a "
+          "time. The targets run side by side and are measured in interleaved blocks of 50 "
+          "runs, so load from other work drifts over all of them alike. Percentiles are "
+          "nearest-rank.")
+        w("")
+        w("### p50")
+        w("")
+        out.extend(ratio_table(lat, "p50_ms", "ms", titles, keys))
+        w("")
+        w("### p99")
+        w("")
+        out.extend(ratio_table(lat, "p99_ms", "ms", titles, keys))
+        w("")
+        if "latency" in images:
+            w(f"![latency]({images['latency']})")
+            w("")
+
+    if thr:
+        w("## 2. Output throughput: a 20 MB stream")
+        w("")
+        w("The kernel writes 200,000 lines of 100 bytes (20,000,000 bytes) to stdout. The client "
+          "counts the bytes of `stream` output it receives for that request and times until "
+          "`execute_reply` and idle; a run with any byte missing is **FAILED** (and not "
+          "repeated). MB/s is the median over the runs, taken round-robin over the targets.")
+        w("")
+        out.extend(ratio_table(thr, "mb_per_s", "MB/s", titles, keys))
+        w("")
+        w("| target | runs: bytes received / expected | seconds (median) | websocket payload bytes |")
+        w("|---|---|---|---|")
+        for k in keys:
+            tr = thr.get(k)
+            if not tr or "runs" not in tr:
+                w(f"| {titles[k]} | {_status_cell(tr)} | — | — |")
+                continue
+            got = "; ".join(f"{r['received_bytes']:,} / {r['expected_bytes']:,}"
+                            + ("" if r["complete"] else " **MISSING**") for r in tr["runs"])
+            wire = "; ".join(f"{r['wire_bytes']:,}" for r in tr["runs"]) if k != "direct" else "ZMQ"
+            w(f"| {titles[k]} | {got} | {_fmt(_num(tr.get('seconds')), 's')} | {wire} |")
+        w("")
+        if "throughput" in images:
+            w(f"![throughput]({images['throughput']})")
+            w("")
+
+    if start:
+        w("## 3. Kernel start until the first execute answers")
+        w("")
+        w("Servers: `POST /api/kernels`, open the websocket, execute `pass`, until reply and idle. "
+          "Direct: `KernelManager.start_kernel`, `wait_for_ready`, execute `pass`. Median over the "
+          "runs; every run's figure is listed.")
+        w("")
+        out.extend(ratio_table(start, "median_s", "s", titles, keys))
+        w("")
+        w("| target | runs (s) | of which POST /api/kernels (s) |")
+        w("|---|---|---|")
+        for k in keys:
+            sr = start.get(k) or {}
+            runs_s = ", ".join(f"{x:.2f}" for x in sr.get("samples_s", [])) or _status_cell(sr)
+            post = ", ".join(f"{x:.2f}" for x in sr.get("post_s", [])) or "—"
+            w(f"| {titles[k]} | {runs_s} | {post} |")
+        w("")
+
+    hyd = res.get("hydration", {})
+    if hyd:
+        w("## 4. Hydration: first request for an unknown kernel id on a fresh replica")
+        w("")
+        w("The kernel is started (and given state, `x = 41`) through replica A, which stays up. "
+          "A replica B that has never seen the kernel then gets its first "
+          "`GET /api/kernels/{id}` and its first execute (`x += 1; print(x)`: `42` proves it "
+          "reached the same kernel). For Enterprise Gateway: two instances in "
+          "`availability_mode=replication` sharing one FileKernelSessionManager directory.")
+        w("")
+        w("| variant | status | first GET on B | model state | first execute through B | same kernel state |")
+        w("|---|---|---|---|---|---|")
+        for v in hyd.values():
+            get = (f"{v['get_status']} in {_fmt(_num(v.get('get_s')), 's')}"
+                   if "get_status" in v else "—")
+            ex = v.get("execute") or {}
+            ex_s = (_fmt(_num(v.get("execute_s")), "s") if v.get("status") == "ok"
+                    else (f"failed after {ex['seconds']:.1f} s" if "seconds" in ex else "—"))
+            same = {True: "yes", False: "no"}.get(v.get("state_preserved"), "—")
+            w(f"| {v['title']} | {_status_cell(v)} | {get} | {v.get('get_state') or '—'} | "
+              f"{ex_s} | {same} |")
+        w("")
+        _server_errors(w, hyd)
+        for v in hyd.values():
+            if v.get("explain"):
+                w(f"- {v['title']}: {v['explain']}")
+        w("")
+
+    fo = res.get("failover", {})
+    if fo:
+        w("## 5. Failover: the gateway serving a kernel is SIGKILLed")
+        w("")
+        w("Two gateways, a kernel with state started through A, then `kill -9` A. The client then "
+          "does what jupyter_server's gateway client does: `GET /api/kernels/{id}` on B, then "
+          "reconnects its websocket and executes `x += 1; print(x)`, retrying every 0.5 s until "
+          "an execute succeeds or the deadline passes. Times are from the SIGKILL.")
+        w("")
+        w("| variant | status | time to first successful execute | same kernel state | kernel process survived A | attempts |")
+        w("|---|---|---|---|---|---|")
+        for v in fo.values():
+            rec = _fmt(_num(v.get("recovery_s")), "s") if v.get("status") == "ok" else "—"
+            same = {True: "yes", False: "no"}.get(v.get("state_preserved"), "—")
+            surv = {True: "yes", False: "no"}.get(v.get("kernel_survived_gateway"), "—")
+            w(f"| {v['title']} | {_status_cell(v)} | {rec} | {same} | {surv} | "
+              f"{v.get('attempts', '—')} |")
+        w("")
+        for v in fo.values():
+            if v.get("events"):
+                w(f"**{v['title']}** timeline:")
+                w("")
+                for ev in v["events"]:
+                    t = ev.get("t")
+                    dur = f" ({ev['dur']:.2f} s)" if "dur" in ev else ""
+                    when = f"t={t:.2f} s" if t is not None else "after"
+                    w(f"- {when}: {_one_line(ev['event'], 300)}{dur}")
+                w("")
+            if v.get("explain"):
+                w(f"{v['explain']}")
+                w("")
+        _server_errors(w, fo)
+        if "failover" in images:
+            w(f"![failover]({images['failover']})")
+            w("")
+
+    mem = res.get("memory", {})
+    if mem:
+        w("## 6. Gateway memory (RSS)")
+        w("")
+        w("kernelkeeper: RSS of one gateway replica with 1, 50 and 200 idle kernels hydrated on it. "
+          "Peers: RSS of the server process (kernels excluded) with one kernel, after the latency "
+          "and throughput runs, for scale.")
+        w("")
+        w("| target | status | points |")
+        w("|---|---|---|")
+        for k in [k for k in keys if k in mem]:
+            v = mem.get(k)
+            pts = (", ".join(f"{p['kernels']} kernel(s): {p['rss_bytes'] / 2**20:.1f} MiB"
+                             + (f" ({p['label']})" if p.get("label") else "")
+                             for p in v.get("points", [])) if v else "—")
+            w(f"| {titles[k]} | {_status_cell(v)} | {pts or '—'} |")
+        w("")
+        if "memory" in images:
+            w(f"![memory]({images['memory']})")
+            w("")
+
+    sc = res.get("scale", {})
+    if sc:
+        w("## 7. Scale: 200 KernelSessions started concurrently")
+        w("")
+        for k, v in sc.items():
+            w(f"- {titles.get(k, k)}: {_status_cell(v)}"
+              + (f"; {v['summary']}" if v.get("summary") else ""))
+        w("")
+    w("## How to reproduce")
+    w("")
+    w("`make bench` (or `.venv/bin/python -m bench.run --help`); see bench/README.md. Raw numbers, "
+      "including every latency sample, are in `latest.json` next to this file.")
+    w("")
+    return "\n".join(out)
+
+
+def _server_errors(w: Any, section: dict[str, Any]) -> None:
+    for v in section.values():
+        kills = v.get("kill_calls")
+        if kills:
+            w(f"`kill` commands EG ran in **{v['title']}** (pgids/pids are the kernels'; "
+              "negative = process group): " + ", ".join(f"`{k}`" for k in kills[:8])
+              + (f" and {len(kills) - 8} more" if len(kills) > 8 else ""))
+            w("")
+        errs = v.get("server_errors")
+        if not errs:
+            continue
+        w(f"Errors logged by the servers in **{v['title']}**:")
+        w("")
+        for name, lines in errs.items():
+            for line in lines:
+                w(f"- {name}: `{_one_line(line, 220).replace('`', '')}`")
+        w("")
