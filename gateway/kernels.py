@@ -58,6 +58,16 @@ class KernelManager:
     def launch_timeout(self) -> float:
         return self.cfg.launch_timeout
 
+    def launch_timeout_for(self, obj: dict[str, Any] | None) -> float:
+        """The client's KERNEL_LAUNCH_TIMEOUT recorded in the session (jupyter_server sends
+        its request timeout minus a pad), else the configured one."""
+        raw = ((obj or {}).get("spec") or {}).get("env", {}).get("KERNEL_LAUNCH_TIMEOUT")
+        try:
+            value = float(raw) if raw else self.cfg.launch_timeout
+        except ValueError:
+            value = self.cfg.launch_timeout
+        return min(max(value, 1.0), self.cfg.max_launch_timeout)
+
     # ------------------------------------------------------------------ lookups
 
     async def session(self, kernel_id: str) -> dict[str, Any]:
@@ -101,8 +111,8 @@ class KernelManager:
             return conn
         pending = self._hydrating.get(kernel_id)
         if pending is None:
-            pending = asyncio.ensure_future(self._hydrate(kernel_id, timeout or
-                                                          self.launch_timeout))
+            pending = asyncio.ensure_future(self._hydrate(
+                kernel_id, timeout or self.launch_timeout_for(self.store.cache.get(kernel_id))))
             self._hydrating[kernel_id] = pending
             pending.add_done_callback(lambda _f: self._hydrating.pop(kernel_id, None))
         return await asyncio.shield(pending)
@@ -256,7 +266,10 @@ class KernelManager:
 
     async def restart(self, kernel_id: str) -> dict[str, Any]:
         """shutdown_request(restart=True) on control; the in-pod launcher restarts ipykernel in
-        place. Answer once a *new* kernel process answers kernel_info."""
+        place. Answer once a *new* kernel process answers kernel_info, all within the launch
+        timeout (jupyter_server gives up on the request 2 s after it)."""
+        started = time.monotonic()
+        budget = self.launch_timeout_for(self.store.cache.get(kernel_id))
         conn = await self.connection(kernel_id)
         try:
             await conn.ensure_alive(self.cfg.kernel_request_timeout)
@@ -264,14 +277,15 @@ class KernelManager:
             await self.raise_for_unavailable(kernel_id, str(exc))
         old_session = conn.kernel_session
         conn.restarting = True
-        conn.restart_expected_until = time.monotonic() + self.launch_timeout + 60
+        conn.restart_expected_until = time.monotonic() + budget + 60
         conn.broadcast_status("restarting")
         conn.expect_new_kernel()
         with contextlib.suppress(TimeoutError, KernelUnavailable):
             await conn.request("control", "shutdown_request", {"restart": True},
-                               self.cfg.kernel_request_timeout)
+                               min(5.0, self.cfg.kernel_request_timeout))
+        remaining = budget - (time.monotonic() - started)
         try:
-            await conn.ensure_alive(self.launch_timeout, not_session=old_session)
+            await conn.ensure_alive(max(5.0, remaining), not_session=old_session)
         except KernelUnavailable as exc:
             await self.raise_for_unavailable(kernel_id, f"restart did not complete: {exc}")
         conn.restarting = False

@@ -23,7 +23,10 @@ def jupyter_server(gateways, kk_namespace, tmp_path) -> Iterator[tuple[str, str,
     port, token = free_port(), uuid.uuid4().hex
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
            "JUPYTER_DATA_DIR": str(tmp_path / "data"),
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"), "KERNEL_USERNAME": "alice"}
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"), "KERNEL_USERNAME": "alice",
+           # Generous on a shared, loaded machine; jupyter_server then sends
+           # KERNEL_LAUNCH_TIMEOUT=118 with every start, which the gateway honours.
+           "JUPYTER_GATEWAY_REQUEST_TIMEOUT": "120"}
     log = (tmp_path / "jupyter_server.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}",
