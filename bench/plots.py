@@ -99,12 +99,15 @@ def failover(results: dict[str, Any], out: Path) -> Path | None:
                 ax.barh(y, max(ev["dur"], 0.05), left=t, height=0.5,
                         color="#2ca02c" if ev.get("ok") else "#d62728", alpha=0.8)
             else:
-                ax.plot([t], [y], marker="v", color="black")
+                ax.plot([t], [y], marker="|", markersize=14, color="black")
         end = v.get("recovery_s")
         label = f"recovered {end:.2f}s" if end is not None else "FAILED"
-        ax.text((end or v.get("deadline_s", 0)) + 0.3, y, label, va="center", fontsize=8)
+        last = max((e["t"] + e.get("dur", 0) for e in v["events"] if e.get("t") is not None),
+                   default=0)
+        ax.text(last + 0.4, y, label, va="center", fontsize=8)
     ax.set_yticks(range(len(rows)), [t for t, _ in rows], fontsize=8)
-    ax.set_xlabel("seconds since SIGKILL of gateway A (green: request succeeded, red: failed)")
+    ax.set_xlabel("seconds since SIGKILL of gateway A (green: request succeeded, red: failed; "
+                  "|: SIGKILL, then the kernel check)")
     ax.set_title("Failover: client requests through the surviving gateway")
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()

@@ -132,8 +132,12 @@ def render(res: dict[str, Any], images: dict[str, str]) -> str:
         for k in keys:
             lr, tr, sr = lat.get(k, {}), thr.get(k, {}), start.get(k, {})
             rec = tr.get("received_bytes")
-            rec_s = (", ".join(f"{b:,}" for b in rec) + f" of {tr['expected_bytes']:,}"
-                     if isinstance(rec, list) else "—")
+            if isinstance(rec, list) and rec and len(set(rec)) == 1:
+                rec_s = f"{rec[0]:,} of {tr['expected_bytes']:,} ({len(rec)} runs)"
+            elif isinstance(rec, list) and rec:
+                rec_s = ", ".join(f"{b:,}" for b in rec) + f" of {tr['expected_bytes']:,}"
+            else:
+                rec_s = "—"
 
             def cell(r: dict[str, Any], key: str, unit: str) -> str:
                 v = _num(r.get(key))

@@ -62,6 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=None, help="latency runs (default 300; quick 50)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     p.add_argument("--keep-workdir", action="store_true", help="keep server logs and state")
+    p.add_argument("--render-only", action="store_true",
+                   help="rewrite latest.md and the plots from <out>/latest.json (same run's data)")
     p.add_argument("--no-pid-namespace", action="store_true",
                    help="as root, do not run inside a PID namespace of its own (see README)")
     p.add_argument("--kk-scale", type=int, default=0, metavar="N",
@@ -378,6 +380,10 @@ def _reexec_in_pid_namespace(argv: list[str]) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    if args.render_only:
+        res = json.loads((args.out / "latest.json").read_text())
+        _log(f"rewrote {write(res, args.out)} from latest.json")
+        return 0
     if not args.no_pid_namespace:
         rc = _reexec_in_pid_namespace(argv)
         if rc is not None:
