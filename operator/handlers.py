@@ -8,7 +8,9 @@ the runner's own loops instead.)
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -61,6 +63,14 @@ async def connection_info(kube: Kube) -> kopf.ConnectionInfo:
     )
 
 
+def fingerprint(body: Mapping[str, Any]) -> str:
+    """What a session event can change that matters here: everything but status.activity."""
+    meta = body.get("metadata") or {}
+    status = {k: v for k, v in (body.get("status") or {}).items() if k != "activity"}
+    return json.dumps([meta.get("uid"), meta.get("generation"), meta.get("deletionTimestamp"),
+                       status], sort_keys=True, default=str)
+
+
 def build_registry(reconciler: Reconciler, kube: Kube) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
@@ -77,11 +87,22 @@ def build_registry(reconciler: Reconciler, kube: Kube) -> kopf.OperatorRegistry:
             # The periodic resync retries; a raised error would only add kopf log noise.
             log.warning("reconcile of %s/%s failed: %s", namespace, name, exc)
 
+    seen: dict[tuple[str, str], str] = {}
+
     @kopf.on.event(crd.GROUP, crd.VERSION, crd.PLURAL, registry=registry)
-    async def session_event(type: str | None, name: str, namespace: str, **_: Any) -> None:
+    async def session_event(type: str | None, name: str, namespace: str, body: kopf.Body,
+                            **_: Any) -> None:
+        key = (namespace, name)
         if type == "DELETED":
             reconciler.forget(namespace, name)
+            seen.pop(key, None)
             return
+        # Gateways write status.activity often; that alone changes nothing to reconcile
+        # (culling and the resync round read it on their own schedule).
+        fp = fingerprint(body)
+        if seen.get(key) == fp:
+            return
+        seen[key] = fp
         await run(namespace, name)
 
     @kopf.on.event("", "v1", "pods", labels={crd.LABEL_COMPONENT: render.COMPONENT_KERNEL},

@@ -85,10 +85,11 @@ def test_only_holder_reconciles_and_standby_takes_over(cluster, ns, operator, op
 def test_sigterm_releases_the_lease(cluster, operator, operator_replicas):
     with operator.paused():
         a = operator.spawn("rel-a")
+        operator_replicas.append(a)
+        a.wait_leading()
         b = operator.spawn("rel-b")
-        operator_replicas += [a, b]
+        operator_replicas.append(b)
         try:
-            a.wait_leading()
             b.wait_for_log("waiting for lease")
             assert a.terminate() == 0
             assert "released lease" in a.output()

@@ -32,3 +32,14 @@ def test_settings():
     sessions = _resource("kernelkeeper.io", "v1alpha1", "kernelsessions")
     assert list(s.watching.label_selectors.collect(pods)) == ["kernelkeeper.io/component=kernel"]
     assert list(s.watching.label_selectors.collect(sessions)) == []
+
+
+def test_activity_only_changes_do_not_trigger_a_reconcile():
+    from kernelkeeper.operator.handlers import fingerprint
+
+    base = {"metadata": {"uid": "u", "generation": 1},
+            "status": {"podName": "p", "activity": {"lastActivity": "T0"}}}
+    busier = {**base, "status": {**base["status"], "activity": {"lastActivity": "T9"}}}
+    assert fingerprint(base) == fingerprint(busier)
+    assert fingerprint(base) != fingerprint({**base, "status": {"podName": "q"}})
+    assert fingerprint(base) != fingerprint({**base, "metadata": {"uid": "u", "generation": 2}})
