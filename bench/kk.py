@@ -114,16 +114,19 @@ def failover(env: KernelKeeperEnvironment, target: Target, deadline_s: float = 3
 
 def scale_and_memory(env: KernelKeeperEnvironment, target: Target, count: int,
                      memory_counts: list[int], workers: int = 200,
-                     timeout: float = 600.0) -> tuple[dict[str, Any], dict[str, Any]]:
+                     timeout: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Start `count` kernels at once through replica 1, each until its first execute answers;
     then hydrate 1, 50, ... of them on replica 2 (which never saw them) and sample its RSS."""
     replicas = [c for c in gateway_components(env.status) if c["url"]]
     kids: list[str] = []
+    timeout = timeout or max(120.0, 3.0 * count)
 
     def one() -> dict[str, Any]:
         t0 = time.perf_counter()
         try:
-            kid = target.start_kernel(timeout)
+            # The client allows the whole run for each launch: the question is how long 200
+            # take, not whether each fits the default 40 s.
+            kid = target.start_kernel(timeout, env={"KERNEL_LAUNCH_TIMEOUT": str(int(timeout))})
         except BenchError as exc:
             return {"ok": False, "error": str(exc), "seconds": time.perf_counter() - t0}
         kids.append(kid)

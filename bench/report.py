@@ -284,7 +284,9 @@ def render(res: dict[str, Any], images: dict[str, str]) -> str:
     if mem:
         w("## 6. Gateway memory (RSS)")
         w("")
-        w("kernelkeeper: RSS of one gateway replica with 1, 50 and 200 idle kernels hydrated on it. "
+        w("kernelkeeper: RSS of a gateway replica with 0, 1, 50 and 200 idle kernels hydrated on it "
+          "(a `GET` of each id on the replica that did not start them; `--kk-scale N` caps the "
+          "count at N). "
           "Peers: RSS of the server process (kernels excluded) with one kernel, after the latency "
           "and throughput runs, for scale.")
         w("")
@@ -303,7 +305,9 @@ def render(res: dict[str, Any], images: dict[str, str]) -> str:
 
     sc = res.get("scale", {})
     if sc:
-        w("## 7. Scale: 200 KernelSessions started concurrently")
+        counts = {v.get("count") for v in sc.values() if v.get("count")}
+        w(f"## 7. Scale: {counts.pop() if len(counts) == 1 else 200} KernelSessions started "
+          "concurrently")
         w("")
         for k, v in sc.items():
             w(f"- {titles.get(k, k)}: {_status_cell(v)}"
