@@ -173,6 +173,35 @@ class Reconciler:
 
     async def _reconcile(self, ks: dict[str, Any]) -> None:
         meta, spec = ks["metadata"], ks.get("spec") or {}
+        secret = await self._secret_state(ks)
+        if secret == "foreign":
+            await self._write(ks, Readiness(False, crd.REASON_FAILED, (
+                f"Secret {crd.key_secret_name(meta['name'])} exists but does not belong to this "
+                "session; delete it or the session")))
+            return
+        raw_pods = await self._pods(ks)
+        pods = sorted((view(p) for p in raw_pods), key=lambda p: p.incarnation)
+        live = [p for p in pods if p.live]
+        why = None
+        if secret == "missing" and live:
+            # A new key means running kernels can no longer be reached: replace them.
+            for pod in live:
+                await self._delete_pod(ks, pod)
+            live, why = [], "its key Secret was deleted, so clients could no longer reach it"
+        for extra in live[:-1]:
+            await self._delete_pod(ks, extra)
+        if live:
+            # A running kernel is left alone even if its kernel spec has gone from disk since.
+            await self._observe(ks, live[-1])
+            return
+        latest = pods[-1] if pods else None
+        if latest is not None and latest.phase == "Succeeded" and not latest.deleting:
+            await self.events.post(ks, "KernelShutdown",
+                                   "the kernel was shut down by a client; deleting the session")
+            await self.kube.delete(ks_path(meta["namespace"], meta["name"]),
+                                   preconditions={"uid": meta["uid"]})
+            return
+        # A new Pod is needed: only now do the kernel spec and env have to be valid.
         specs = await self.specs.get()
         kspec = specs.get(str(spec.get("kernelSpec") or ""))
         if kspec is None:
@@ -186,50 +215,25 @@ class Reconciler:
         except render.InvalidEnv as exc:
             await self._write(ks, Readiness(False, crd.REASON_INVALID_ENV, str(exc)))
             return
-        secret_state = await self._ensure_secret(ks)
-        if secret_state == "foreign":
-            await self._write(ks, Readiness(False, crd.REASON_FAILED, (
-                f"Secret {crd.key_secret_name(meta['name'])} exists but does not belong to this "
-                "session; delete it or the session")))
-            return
-        raw_pods = await self._pods(ks)
-        pods = sorted((view(p) for p in raw_pods), key=lambda p: p.incarnation)
-        live = [p for p in pods if p.live]
-        why = None
-        if secret_state == "created" and live:
-            # A new key means running kernels can no longer be reached: replace them.
-            for pod in live:
-                await self._delete_pod(ks, pod)
-            live, why = [], "its key Secret was deleted, so clients could no longer reach it"
-        for extra in live[:-1]:
-            await self._delete_pod(ks, extra)
-        if live:
-            await self._observe(ks, live[-1])
-            return
-        latest = pods[-1] if pods else None
-        if latest is not None and latest.phase == "Succeeded" and not latest.deleting:
-            await self.events.post(ks, "KernelShutdown",
-                                   "the kernel was shut down by a client; deleting the session")
-            await self.kube.delete(ks_path(meta["namespace"], meta["name"]),
-                                   preconditions={"uid": meta["uid"]})
-            return
+        if secret == "missing":
+            # A 409 (created concurrently) propagates: reconcile() retries with a fresh view.
+            await self.kube.create(core_path(meta["namespace"], "secrets"),
+                                   render.render_secret(ks, render.new_key()))
         raw_latest = next((p for p in raw_pods if latest and p["metadata"]["name"] == latest.name),
                           None)
         old_name = latest.name if latest else None
         await self._replace(ks, kspec, user_env, pods, old_name,
                             why or loss_reason(latest, raw_latest))
 
-    async def _ensure_secret(self, ks: Mapping[str, Any]) -> str:
+    async def _secret_state(self, ks: Mapping[str, Any]) -> str:
+        """"ok", "missing", or "foreign" (a Secret of that name that is not ours)."""
         meta = ks["metadata"]
         path = core_path(meta["namespace"], "secrets", crd.key_secret_name(meta["name"]))
         secret = await self.kube.get(path)
-        if secret is not None:
-            owners = secret["metadata"].get("ownerReferences") or []
-            return "ok" if any(o.get("uid") == meta["uid"] for o in owners) else "foreign"
-        # A 409 here (created concurrently) propagates: reconcile() retries with a fresh view.
-        await self.kube.create(core_path(meta["namespace"], "secrets"),
-                               render.render_secret(ks, render.new_key()))
-        return "created"
+        if secret is None:
+            return "missing"
+        owners = secret["metadata"].get("ownerReferences") or []
+        return "ok" if any(o.get("uid") == meta["uid"] for o in owners) else "foreign"
 
     async def _pods(self, ks: Mapping[str, Any]) -> list[dict[str, Any]]:
         meta = ks["metadata"]

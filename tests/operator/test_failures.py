@@ -83,3 +83,25 @@ def _events(cluster, ns: str, kid: str) -> list[dict]:
     out = cluster.kubectl("get", "events", "-n", ns, "-o", "json",
                           "--field-selector", f"involvedObject.name={kid}")
     return json.loads(out.stdout)["items"]
+
+
+def test_kernel_spec_removed_from_disk(cluster, operator, operator_replicas, tmp_path):
+    """A running kernel is left alone; only a replacement Pod needs the spec."""
+    spec_dir = tmp_path / "specs" / "ephemeral"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "display_name": "here today", "language": "python",
+        "argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]}))
+    ns = cluster.new_namespace("op")
+    with operator.paused():
+        op = operator.spawn("specs", "--kernelspec-path", str(tmp_path / "specs"))
+        op.wait_leading()
+        kid = apply_session(cluster, ns, kernel_spec="ephemeral")
+        ks = wait_ready(cluster, ns, kid)
+        (spec_dir / "kernel.json").unlink()
+        time.sleep(10)  # past the spec cache and several resync rounds
+        assert ready_reason(get_session(cluster, ns, kid)) == ("True", crd.REASON_RUNNING)
+        cluster.kubectl("delete", "pod", "-n", ns, ks["status"]["podName"], "--wait=false")
+        ks = wait_reason(cluster, ns, kid, crd.REASON_UNKNOWN_SPEC)
+        assert "'ephemeral'" in crd.get_condition(ks["status"])["message"]
+        assert not [p for p in pods_of(cluster, ns, kid) if not p.metadata.deletion_timestamp]
