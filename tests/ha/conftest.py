@@ -30,6 +30,15 @@ def http_status(url: str, timeout: float = 3) -> int:
         return 0
 
 
+def websockets_open(gw) -> int:
+    """Websockets a replica holds right now, from its own /metrics."""
+    with urllib.request.urlopen(f"{gw.url}/metrics", timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if not line.startswith("#") and line.split(" ")[0].endswith("_websocket_connections"):
+                return int(float(line.split()[-1]))
+    raise AssertionError("no websocket_connections gauge in /metrics")
+
+
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05) -> float:
     """Poll until `predicate()` holds; return the seconds it took."""
     start = time.monotonic()
