@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# The repository root holds a folder named operator/ (imported as kernelkeeper.operator). Python
+# must never put the working directory first on sys.path, or `python -m ...` run from here would
+# import that folder instead of the standard library's operator module.
+export PYTHONSAFEPATH := 1
 
 .PHONY: run test lint unit build nginx down clean bench
 
@@ -38,7 +42,7 @@ unit: $(STAMP)
 	@$(BIN)/python -m pytest tests/unit
 
 run: $(STAMP) build nginx
-	@$(BIN)/kernelkeeper local up --detach
+	@$(BIN)/kernelkeeper local up --detach --replicas 2 --availability-mode active-active
 	@echo
 	@echo "Stop it with: make down   (status: $(BIN)/kernelkeeper local status)"
 
@@ -48,7 +52,8 @@ down: $(STAMP)
 # Side-by-side benchmarks against the peers (bench/README.md); BENCH_ARGS="--quick" etc.
 bench: $(STAMP)
 	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install -q 'matplotlib>=3.8'
-	@$(BIN)/python -m bench.run $(BENCH_ARGS)
+	@# bench/ is not an installed package: append (never prepend) the repository to sys.path.
+	@$(BIN)/python -c "import runpy, sys; sys.path.append('.'); runpy.run_module('bench.run', run_name='__main__', alter_sys=True)" $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -24,9 +24,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--detach", action="store_true", help="leave it running in the background")
     up.add_argument("--control-plane-only", action="store_true",
                     help="start only etcd and the Kubernetes components")
-    up.add_argument("--replicas", type=int, default=1, help="gateway replicas (default 1)")
+    up.add_argument("--replicas", type=int, default=1,
+                    help="gateway replicas (default 1); two or more get nginx in front")
     up.add_argument("--availability-mode", default="active-active",
-                    choices=["active-active", "active-passive"], help="gateway availability mode")
+                    choices=["active-active", "active-passive", "replication", "standalone"],
+                    help="gateway availability mode (Enterprise Gateway's names accepted)")
     status = lsub.add_parser("status", help="what is running, where, and its logs")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     lsub.add_parser("down", help="stop exactly the processes `up` started")

@@ -19,4 +19,6 @@ def stages_for(args: argparse.Namespace) -> list[Stage]:
 
     # The node first: the operator's kernel pods need somewhere to run.
     return [node_stage, operator_stage,
-            lambda env: gateway_stage(env, replicas=getattr(args, "replicas", 1))]
+            lambda env: gateway_stage(env, replicas=getattr(args, "replicas", 1),
+                                      availability_mode=getattr(args, "availability_mode",
+                                                                "active-active"))]

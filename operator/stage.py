@@ -18,7 +18,10 @@ def operator_stage(env: LocalEnvironment, *, timeout: float = 60.0) -> None:
     launcher = shlex.join([sys.executable, "-m", "kernelkeeper.kernel"])
     record = env.start(
         OPERATOR_COMPONENT,
-        [sys.executable, "-m", "kernelkeeper", "operator", "--kubeconfig", str(env.kubeconfig),
+        # Supervised: an operator that loses its Lease exits non-zero on purpose, and in a
+        # cluster its Deployment would start a fresh one.
+        [sys.executable, "-m", "kernelkeeper.local.supervise", "--",
+         sys.executable, "-m", "kernelkeeper", "operator", "--kubeconfig", str(env.kubeconfig),
          "--launcher-command", launcher, "--identity", "local-operator",
          "--lease-namespace", "default"],
     )

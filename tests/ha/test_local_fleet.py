@@ -1,0 +1,81 @@
+"""`kernelkeeper local up --replicas 2 --availability-mode active-passive`, driven as a user would:
+one URL (nginx), one serving replica, and a replica that is killed comes back as a standby."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.gateway.client import KernelWS, http
+from tests.ha.conftest import http_status, wait_until
+
+
+def _kk(*args: str, state: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kernelkeeper", "local", "--state-dir",
+                           str(state), *args], capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+def _child(pid: int) -> int:
+    """The supervised component under its supervisor."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def test_local_fleet_active_passive(tmp_path):
+    state = tmp_path / "local"
+    try:
+        up = _kk("up", "--detach", "--replicas", "2", "--availability-mode", "active-passive",
+                 state=state)
+        assert up.returncode == 0, up.stderr[-3000:]
+        status = json.loads(_kk("status", "--json", state=state).stdout)
+        url = status["gateway_url"]
+        assert f"Gateway URL: {url}" in up.stdout
+        comps = status["components"]
+        assert {"gateway", "gateway-1", "nginx", "operator", "node"} <= set(comps)
+        assert url.endswith(str(comps["nginx"]["ports"]["http"]))
+
+        replicas = {name: f"http://127.0.0.1:{comps[name]['ports']['http']}"
+                    for name in ("gateway", "gateway-1")}
+        wait_until(lambda: sorted(http_status(f"{u}/readyz") for u in replicas.values())
+                   == [200, 503], 60, "one active, one standby")
+        active = next(n for n, u in replicas.items() if http_status(f"{u}/readyz") == 200)
+        standby = next(n for n in replicas if n != active)
+
+        code, model = http("POST", f"{url}/api/kernels", {"name": "python3"})
+        assert code == 201, model
+        ws = KernelWS(url.replace("http", "ws", 1), model["id"])
+        try:
+            assert ws.execute("y = 7")[0]["content"]["status"] == "ok"
+        finally:
+            ws.close()
+
+        victim = _child(comps[active]["pid"])
+        os.kill(victim, signal.SIGKILL)
+        took = wait_until(lambda: http_status(f"{replicas[standby]}/readyz") == 200, 30,
+                          "the standby takes over")
+        print(f"\n[ha] local fleet: standby serving {took:.2f}s after SIGKILL of the holder")
+        # The supervisor brings the killed slot back, as a standby this time.
+        wait_until(lambda: http_status(f"{replicas[active]}/healthz") == 200
+                   and _child(comps[active]["pid"]) != victim, 60, "the killed replica is back")
+        assert http_status(f"{replicas[active]}/readyz") == 503
+
+        ws = KernelWS(url.replace("http", "ws", 1), model["id"])
+        try:
+            _, out, _ = ws.execute("print(y * 6)")
+        finally:
+            ws.close()
+        assert out.strip() == "42"
+    finally:
+        down = _kk("down", state=state)
+    assert down.returncode == 0, down.stderr
+    time.sleep(0.5)
+    for c in comps.values():
+        assert not Path(f"/proc/{c['pid']}").exists() or \
+            "Z" in Path(f"/proc/{c['pid']}/stat").read_text().rsplit(")", 1)[1].split()[0]
