@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import time
+import uuid
 from typing import Any
 
 from kubernetes.aio import client as kclient
@@ -91,9 +92,13 @@ class Gateway:
         self.activity = ActivityReporter(cfg, self.store, self.metrics)
         self.specs = SpecCache(list(cfg.kernel_spec_path))
         self.manager = KernelManager(cfg, self.store, self.specs, self.metrics, self.activity)
+        # Its own connection pool, so renewals never queue behind watch or activity traffic.
+        self.lease_api = await api_client(cfg)
         self.availability = Availability(
-            cfg.availability_mode, Kube(self.api, timeout=max(1.0, cfg.retry_period)),
-            identity=cfg.replica_id, lease_name=cfg.lease_name,
+            cfg.availability_mode, Kube(self.lease_api, timeout=max(1.0, cfg.retry_period)),
+            # One identity per process, not per replica slot: a restarted replica is a new
+            # candidate (a new epoch), never the old holder silently resuming its tenure.
+            identity=f"{cfg.replica_id}_{uuid.uuid4().hex[:8]}", lease_name=cfg.lease_name,
             lease_namespace=cfg.lease_namespace or cfg.namespace,
             duration=cfg.lease_duration, renew_deadline=cfg.renew_deadline,
             retry=cfg.retry_period, on_lost=self.fence)
@@ -166,6 +171,7 @@ class Gateway:
         self.manager.close()
         await self.store.close()
         await self.api.close()
+        await self.lease_api.close()
         try:
             await asyncio.wait_for(self.server.close_all_connections(), 2)
         except TimeoutError:

@@ -48,7 +48,10 @@ async def run(cfg: OperatorConfig) -> int:
             loop.add_signal_handler(sig, stop.set)
 
     install_signals()
-    elector = LeaseElector(kube, cfg.lease_name, cfg.lease_namespace, cfg.identity,
+    # The Lease gets a connection pool of its own: renewals must never queue behind a burst
+    # of reconcile traffic (a starved renew under load would cost the Lease).
+    lease_kube = await Kube.connect(cfg.kubeconfig, timeout=cfg.request_timeout)
+    elector = LeaseElector(lease_kube, cfg.lease_name, cfg.lease_namespace, cfg.identity,
                            duration=cfg.lease_duration, renew_deadline=cfg.renew_deadline,
                            retry=cfg.retry_period)
     try:
@@ -63,6 +66,7 @@ async def run(cfg: OperatorConfig) -> int:
         return await _lead(cfg, kube, elector, stop, install_signals)
     finally:
         await kube.close()
+        await lease_kube.close()
 
 
 async def _lead(cfg: OperatorConfig, kube: Kube, elector: LeaseElector, stop: asyncio.Event,

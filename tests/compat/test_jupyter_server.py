@@ -3,16 +3,13 @@ REST and websocket API the way JupyterLab drives it."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from kernelkeeper.local.processes import free_port
+from tests.fixtures.jupyter import start_jupyter_server, stop_jupyter_server
 from tests.gateway.client import KernelWS, http
 
 
@@ -20,38 +17,11 @@ from tests.gateway.client import KernelWS, http
 def jupyter_server(gateways, kk_namespace, tmp_path) -> Iterator[tuple[str, str, object]]:
     gw_token = uuid.uuid4().hex
     gw = gateways.start(kk_namespace, token=gw_token)
-    port, token = free_port(), uuid.uuid4().hex
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
-           "JUPYTER_DATA_DIR": str(tmp_path / "data"),
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"), "KERNEL_USERNAME": "alice",
-           # Generous on a shared, loaded machine; jupyter_server then sends
-           # KERNEL_LAUNCH_TIMEOUT=118 with every start, which the gateway honours.
-           "JUPYTER_GATEWAY_REQUEST_TIMEOUT": "120"}
-    log = (tmp_path / "jupyter_server.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}",
-         "--ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
-         f"--gateway-url={gw.url}", f"--GatewayClient.auth_token={gw_token}"],
-        env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if http("GET", f"{url}/api/status", token=token)[0] == 200:
-                break
-        except OSError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, \
-            (tmp_path / "jupyter_server.log").read_text()
-        time.sleep(0.3)
+    server = start_jupyter_server(gw.url, gw_token, tmp_path / "js")
     try:
-        yield url, token, gw
+        yield server.url, server.token, gw
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_jupyter_server(server)
 
 
 def _wait_busy(ws: KernelWS, msg_id: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +17,13 @@ def _kk(*args: str, state: Path, timeout: float = 180) -> subprocess.CompletedPr
     )
 
 
-def _pids_alive(pids: list[int]) -> list[int]:
-    return [p for p in pids if os.path.exists(f"/proc/{p}")]
+def _running(pid: int) -> bool:
+    """Alive and not a zombie; a process may vanish between any two reads of /proc."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def test_local_up_status_kubectl_down(tmp_path):
@@ -57,6 +61,5 @@ def test_local_up_status_kubectl_down(tmp_path):
     pids = [c["pid"] for c in comps.values()]
     for name in comps:
         assert f"stopped {name}" in stopped.stderr or f"killed {name}" in stopped.stderr
-    assert _pids_alive(pids) == [] or all(
-        "Z" in Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] for p in _pids_alive(pids))
+    assert [p for p in pids if _running(p)] == []
     assert _kk("status", "--json", state=state).returncode == 1
