@@ -23,15 +23,29 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _proc_start_time(pid: int) -> int | None:
-    """Kernel start time of `pid` in clock ticks (field 22 of /proc/pid/stat), None if gone."""
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks) of `pid` from one read of /proc/pid/stat, or None."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name may contain spaces and parentheses; fields start after the last ')'.
     rest = stat[stat.rindex(")") + 2 :].split()
-    return int(rest[19])
+    return rest[0], int(rest[19])
+
+
+def start_ticks(pid: int) -> int | None:
+    """Start time of `pid` in clock ticks since boot: with the pid, names one process."""
+    stat = _proc_stat(pid)
+    return stat[1] if stat else None
+
+
+def pid_running(pid: int, start_ticks: int | None = None) -> bool:
+    """Alive, not a zombie, and (when given) still the process that started at `start_ticks`."""
+    stat = _proc_stat(pid)
+    if stat is None or stat[0] in ("Z", "X"):
+        return False
+    return start_ticks is None or stat[1] == start_ticks
 
 
 @dataclass
@@ -46,16 +60,7 @@ class ProcessRecord:
 
     def alive(self) -> bool:
         """True only if the pid still names the very process we started."""
-        ticks = _proc_start_time(self.pid)
-        if ticks is None:
-            return False
-        if self.start_ticks is not None and ticks != self.start_ticks:
-            return False
-        with contextlib.suppress(OSError):
-            state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            if state == "Z":
-                return False
-        return True
+        return pid_running(self.pid, self.start_ticks)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,7 +102,7 @@ def spawn(
         cmd=list(cmd),
         log=str(log),
         ports=dict(ports or {}),
-        start_ticks=_proc_start_time(proc.pid),
+        start_ticks=start_ticks(proc.pid),
     )
     return record, proc
 

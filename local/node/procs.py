@@ -16,24 +16,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from kernelkeeper.local.processes import pid_running, start_ticks
+
 POLL_INTERVAL = 1.0
-
-
-def start_ticks(pid: int) -> int | None:
-    """Start time of `pid` in clock ticks since boot (field 22 of /proc/pid/stat)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2 :].split()[19])
-
-
-def _state(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat[stat.rindex(")") + 2 :].split()[0]
 
 
 def alive(pid: int, ticks: int | None) -> bool:
@@ -41,12 +26,7 @@ def alive(pid: int, ticks: int | None) -> bool:
 
     Without a start time the pid cannot be told apart from a recycled one: not alive.
     """
-    if pid <= 1 or ticks is None:
-        return False
-    now = start_ticks(pid)
-    if now is None or now != ticks:
-        return False
-    return _state(pid) not in (None, "Z", "X")
+    return pid > 1 and ticks is not None and pid_running(pid, ticks)
 
 
 def signal_group(pgid: int, sig: int) -> bool:

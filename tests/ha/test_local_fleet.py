@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from kernelkeeper.local.processes import pid_running
 from tests.gateway.client import KernelWS, http
 from tests.ha.conftest import http_status, wait_until
 
@@ -19,13 +20,6 @@ def _kk(*args: str, state: Path, timeout: float = 300) -> subprocess.CompletedPr
     return subprocess.run([sys.executable, "-m", "kernelkeeper", "local", "--state-dir",
                            str(state), *args], capture_output=True, text=True, timeout=timeout,
                           check=False)
-
-
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def _child(pid: int) -> int:
@@ -83,4 +77,4 @@ def test_local_fleet_active_passive(tmp_path):
         down = _kk("down", state=state)
     assert down.returncode == 0, down.stderr
     time.sleep(0.5)
-    assert [name for name, c in comps.items() if _running(c["pid"])] == []
+    assert [name for name, c in comps.items() if pid_running(c["pid"])] == []

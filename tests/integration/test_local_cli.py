@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from kernelkeeper.local import build
+from kernelkeeper.local.processes import pid_running
 
 
 def _kk(*args: str, state: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -15,15 +16,6 @@ def _kk(*args: str, state: Path, timeout: float = 180) -> subprocess.CompletedPr
         [sys.executable, "-m", "kernelkeeper", "local", "--state-dir", str(state), *args],
         capture_output=True, text=True, timeout=timeout, check=False,
     )
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie; a process may vanish between any two reads of /proc."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def test_local_up_status_kubectl_down(tmp_path):
@@ -61,5 +53,5 @@ def test_local_up_status_kubectl_down(tmp_path):
     pids = [c["pid"] for c in comps.values()]
     for name in comps:
         assert f"stopped {name}" in stopped.stderr or f"killed {name}" in stopped.stderr
-    assert [p for p in pids if _running(p)] == []
+    assert [p for p in pids if pid_running(p)] == []
     assert _kk("status", "--json", state=state).returncode == 1
