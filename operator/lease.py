@@ -94,15 +94,20 @@ class LeaseElector:
 
     async def try_acquire_or_renew(self) -> bool:
         started = time.monotonic()
-        # A request may never outlive the point where we would have to step down anyway.
+        # A holder's renewal may take the rest of its renew window (as client-go's does), but
+        # never longer: capping it at the retry period instead lost the Lease whenever the API
+        # server was slow for a few seconds, e.g. on 2 cores with 20 kernels starting at once.
+        # A candidate gives up after one retry period and tries again.
         budget = self.retry
         if self._last_renewal is not None:
-            budget = max(0.1, min(budget, self.renew_deadline - (started - self._last_renewal)))
+            budget = max(0.1, self.renew_deadline - (started - self._last_renewal))
         try:
             async with asyncio.timeout(budget):
                 ok = await self._attempt()
         except (TimeoutError, ApiError, OSError) as exc:
-            log.warning("lease %s/%s: attempt failed: %s", self.namespace, self.name, exc)
+            log.warning("lease %s/%s: attempt failed after %.1fs: %s", self.namespace, self.name,
+                        time.monotonic() - started, repr(exc) if isinstance(exc, TimeoutError)
+                        else exc)
             return False
         if ok:
             self._last_renewal = started

@@ -49,3 +49,37 @@ async def test_lease_elector(cluster):
         await one.release()
         await kube.delete(one.path)
         await kube.close()
+
+
+class SlowKube(Kube):
+    """The real API server, reached through a slow path: every request waits `delay` first."""
+
+    delay = 0.0
+
+    async def request(self, method: str, path: str, **kw):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(self.delay)
+        return await super().request(method, path, **kw)
+
+
+async def test_slow_renewals_keep_the_lease_within_the_renew_window(cluster):
+    """A renewal slower than the retry period but inside the renew window keeps leadership
+    (a starved API server on a busy node); one that cannot finish inside it loses it, before
+    the lease duration runs out."""
+    real = await Kube.connect(str(cluster.kubeconfig), timeout=10)
+    kube = SlowKube(real.api, timeout=10)
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    one = LeaseElector(kube, name, "default", "one", duration=6, renew_deadline=4, retry=0.5)
+    try:
+        await asyncio.wait_for(one.acquire(), 10)
+        holding = asyncio.create_task(one.hold())
+        kube.delay = 0.6  # GET + PUT: 1.2 s per renewal, more than twice the retry period
+        await asyncio.sleep(6)
+        assert not holding.done() and one.is_leader()
+
+        kube.delay = 5.0  # longer than the renew window: leadership must end inside it
+        await asyncio.wait_for(holding, 4 + 0.5 + 1)
+        assert not one.is_leader()
+    finally:
+        kube.delay = 0.0
+        await real.delete(one.path)
+        await real.close()
