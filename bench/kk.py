@@ -10,9 +10,8 @@ run did not produce.
 from __future__ import annotations
 
 import contextlib
-import statistics
+import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psutil
@@ -20,7 +19,8 @@ import psutil
 from bench import wsclient
 from bench.protocol import BenchError
 from bench.scenarios import failed, guarded, not_measured
-from bench.targets import KernelKeeperEnvironment, Target
+from bench.targets import KernelKeeperEnvironment, Target, http
+from kernelkeeper.gateway.metrics import PREFIX as METRIC_PREFIX
 
 
 def gateway_components(status: dict[str, Any]) -> list[dict[str, Any]]:
@@ -75,126 +75,116 @@ def hydration(env: KernelKeeperEnvironment, target: Target,
     return guarded(go)
 
 
+def component_process(env: KernelKeeperEnvironment, name: str) -> psutil.Process:
+    """The component's own process: the child of its `local.supervise` wrapper if it has one
+    (killing the wrapper would leave the component running)."""
+    comp = (env.status.get("components") or {}).get(name) or {}
+    if not comp.get("pid"):
+        raise BenchError(f"`local status` has no pid for {name}")
+    proc = psutil.Process(int(comp["pid"]))
+    if "kernelkeeper.local.supervise" in " ".join(proc.cmdline()):
+        children = proc.children()
+        if len(children) != 1:
+            raise BenchError(f"{name}: its supervisor has {len(children)} children, expected 1")
+        return children[0]
+    return proc
+
+
+def _gateway_process(env: KernelKeeperEnvironment, comp: dict[str, Any]) -> psutil.Process:
+    """Only ever signal a gateway this run started: check the command line first."""
+    proc = component_process(env, comp["name"])
+    port = comp["url"].rsplit(":", 1)[1]
+    cmdline = " ".join(proc.cmdline())
+    if "kernelkeeper gateway" not in cmdline or port not in cmdline:
+        raise BenchError(f"pid {proc.pid} is not the gateway on port {port}: {cmdline[:120]}")
+    return proc
+
+
+def _alive_through(t: Target, kid: str) -> bool:
+    with contextlib.suppress(BenchError):
+        status, model = t.get_kernel(kid, 10)
+        return status == 200 and isinstance(model, dict) and \
+            model.get("execution_state") not in ("dead", None)
+    return False
+
+
 def failover(env: KernelKeeperEnvironment, target: Target, deadline_s: float = 30.0,
              attempt_timeout: float = 10.0) -> dict[str, Any]:
-    """The same situation as EG's failover: kernel with state through replica 1, SIGKILL that
-    gateway process, then GET + execute through replica 2 until one succeeds."""
+    """EG's situation: kernel with state through replica 1, SIGKILL of that gateway process,
+    then the client turns to replica 2 (GET + execute) until one succeeds."""
     from bench.replication import STATE_CODE, failover_after_kill
 
     replicas = [c for c in gateway_components(env.status) if c["url"]]
-    if len(replicas) < 2 or not replicas[0].get("pid"):
-        return not_measured(f"needs 2 gateway replicas with pids in `local status`, "
-                            f"found {len(replicas)}")
-    pid = int(replicas[0]["pid"])
+    if len(replicas) < 2:
+        return not_measured(f"needs 2 gateway replicas in `local status`, found {len(replicas)}")
 
     def go() -> dict[str, Any]:
         a, b = _replica(target, replicas[0]), _replica(target, replicas[1])
-        proc = psutil.Process(pid)
-        # Only ever kill the gateway this run started: check its command line first.
-        port = a.base_url.rsplit(":", 1)[1]
-        cmdline = " ".join(proc.cmdline())
-        if "gateway" not in cmdline or port not in cmdline:
-            raise BenchError(f"pid {pid} is not the gateway on port {port}: {cmdline[:120]}")
+        proc = _gateway_process(env, replicas[0])
         kid = a.start_kernel()
         try:
             with a.websocket(kid, 60) as ws:
                 wsclient.check_ok(ws.execute(STATE_CODE, 60))
-
-            def alive() -> bool:
-                with contextlib.suppress(BenchError):
-                    status, model = b.get_kernel(kid, 10)
-                    return status == 200 and isinstance(model, dict) and \
-                        model.get("execution_state") not in ("dead", None)
-                return False
-            return failover_after_kill(b, kid, proc.kill, alive, deadline_s, attempt_timeout)
+            return failover_after_kill(b, kid, proc.kill, lambda: _alive_through(b, kid),
+                                       deadline_s, attempt_timeout)
         finally:
             b.shutdown_kernel(kid)
     return guarded(go)
 
 
-def scale_and_memory(env: KernelKeeperEnvironment, target: Target, count: int,
-                     memory_counts: list[int], workers: int = 200,
-                     timeout: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Start `count` kernels at once through replica 1, each until its first execute answers;
-    then hydrate 1, 50, ... of them on replica 2 (which never saw them) and sample its RSS."""
-    replicas = [c for c in gateway_components(env.status) if c["url"]]
-    kids: list[str] = []
-    timeout = timeout or max(120.0, 3.0 * count)
-
-    def one() -> dict[str, Any]:
-        t0 = time.perf_counter()
-        try:
-            # The client allows the whole run for each launch: the question is how long 200
-            # take, not whether each fits the default 40 s.
-            kid = target.start_kernel(timeout, env={"KERNEL_LAUNCH_TIMEOUT": str(int(timeout))})
-        except BenchError as exc:
-            return {"ok": False, "error": str(exc), "seconds": time.perf_counter() - t0}
-        kids.append(kid)
-        post = time.perf_counter() - t0
-        try:
-            with target.websocket(kid, timeout) as ws:
-                wsclient.check_ok(ws.execute("pass", timeout))
-        except BenchError as exc:
-            return {"ok": False, "error": str(exc), "seconds": time.perf_counter() - t0}
-        return {"ok": True, "seconds": time.perf_counter() - t0, "post_s": post}
-
-    try:
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=min(workers, count)) as pool:
-            runs = list(pool.map(lambda _: one(), range(count)))
-        wall = time.perf_counter() - t0
-        ok = sorted(r["seconds"] for r in runs if r["ok"])
-        errors = [r["error"] for r in runs if not r["ok"]]
-        scale: dict[str, Any] = {
-            "count": count, "succeeded": len(ok), "failed": len(errors), "wall_s": wall,
-            "p50_s": _pct(ok, 50), "p99_s": _pct(ok, 99), "max_s": ok[-1] if ok else None,
-            "errors": sorted(set(errors))[:5],
-            "summary": (f"{len(ok)}/{count} answered their first execute; all done in "
-                        f"{wall:.1f} s; per kernel p50 {_pct(ok, 50) or 0:.1f} s, "
-                        f"p99 {_pct(ok, 99) or 0:.1f} s"),
-        }
-        scale["status"] = "ok" if not errors else "FAILED"
-        if errors:
-            scale["error"] = f"{len(errors)} of {count} failed: {errors[0]}"
-        memory = _hydrated_rss(replicas, target, kids, memory_counts)
-        return scale, memory
-    finally:
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            list(pool.map(target.shutdown_kernel, list(kids)))
-
-
-def _pct(data: list[float], q: float) -> float | None:
-    if not data:
-        return None
-    rank = max(1, -(-int(q * len(data)) // 100))
-    return data[min(rank, len(data)) - 1]
-
-
-def _hydrated_rss(replicas: list[dict[str, Any]], target: Target, kids: list[str],
-                  counts: list[int]) -> dict[str, Any]:
-    if len(replicas) < 2 or not replicas[1].get("pid"):
-        return not_measured("needs a second gateway replica (with its pid) that has not seen "
-                            "the kernels")
-    fresh = _replica(target, replicas[1])
-    pid = int(replicas[1]["pid"])
-
-    def rss() -> int:
-        samples = []
-        for _ in range(5):
+def _wait_replicas_up(env: KernelKeeperEnvironment, timeout: float = 60.0) -> None:
+    """Every replica answers /healthz (one killed by an earlier scenario is restarted by its
+    supervisor, as a kubelet would; this waits for that)."""
+    deadline = time.monotonic() + timeout
+    for comp in gateway_components(env.status):
+        while True:
+            with contextlib.suppress(BenchError):
+                if http("GET", f"{comp['url']}/healthz", None, None, 2)[0] == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise BenchError(f"{comp['name']} did not answer /healthz within {timeout:.0f}s")
             time.sleep(0.2)
-            samples.append(psutil.Process(pid).memory_info().rss)
-        return int(statistics.median(samples))
+
+
+def _websockets_opened(env: KernelKeeperEnvironment, front: Target) -> dict[str, float]:
+    """Each replica's `websocket_connections_total` counter, by component name."""
+    out: dict[str, float] = {}
+    for comp in gateway_components(env.status):
+        status, text = http("GET", f"{comp['url']}/metrics", front.token, None, 10)
+        if status != 200 or not isinstance(text, str):
+            continue
+        out[comp["name"]] = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                                if line.startswith(f"{METRIC_PREFIX}websocket_connections_total"))
+    return out
+
+
+def front_failover(env: KernelKeeperEnvironment, front: Target, deadline_s: float = 30.0,
+                   attempt_timeout: float = 10.0, sig: int = signal.SIGKILL) -> dict[str, Any]:
+    """What a JupyterLab user sees: one URL (nginx) in front of the replicas. Kernel with state
+    through it; `sig` to the replica that serves the kernel (active-active) or holds the Lease
+    (active-passive); then GET + execute through the same URL until one succeeds."""
+    from bench.replication import STATE_CODE, failover_after_kill
 
     def go() -> dict[str, Any]:
-        points = [{"kernels": 0, "rss_bytes": rss()}]
-        done = 0
-        for count in sorted({c for c in counts if c <= len(kids)}):
-            for kid in kids[done:count]:
-                status, _ = fresh.get_kernel(kid)
-                if status != 200:
-                    raise BenchError(f"GET /api/kernels/{{id}} on the fresh replica -> {status}")
-            done = count
-            time.sleep(2.0)  # let idle status and activity reports settle before sampling
-            points.append({"kernels": count, "rss_bytes": rss()})
-        return {"status": "ok", "points": points}
+        _wait_replicas_up(env)
+        kid = front.start_kernel()
+        try:
+            before = _websockets_opened(env, front)
+            with front.websocket(kid, 60) as ws:
+                wsclient.check_ok(ws.execute(STATE_CODE, 60))
+            after = _websockets_opened(env, front)
+            # nginx hashes the kernel id to one replica: the one whose counter moved serves it.
+            served = [n for n in after if after[n] > before.get(n, 0)]
+            if len(served) != 1:
+                raise BenchError(f"cannot tell which replica served the websocket: {served}")
+            comp = next(c for c in gateway_components(env.status) if c["name"] == served[0])
+            proc = _gateway_process(env, comp)
+            name = signal.Signals(sig).name
+            res = failover_after_kill(front, kid, lambda: proc.send_signal(sig),
+                                      lambda: _alive_through(front, kid), deadline_s,
+                                      attempt_timeout, what=f"{name} of {comp['name']}",
+                                      via="the front URL")
+            return {**res, "signalled": comp["name"]}
+        finally:
+            front.shutdown_kernel(kid)
     return guarded(go)

@@ -137,3 +137,23 @@ def memory(results: dict[str, Any], titles: dict[str, str], out: Path) -> Path |
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def scale(results: dict[str, Any], out: Path) -> Path | None:
+    """Start latency of the scale scenario as a CDF: how many sessions were Ready after t."""
+    v = results.get("kernelkeeper") or {}
+    data = v.get("latencies_s") or []
+    if not data:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.step(data, range(1, len(data) + 1), where="post", color=COLORS["kernelkeeper"])
+    ax.set_xlabel("seconds from create to Ready")
+    ax.set_ylabel("KernelSessions Ready")
+    ax.set_title(f"{v.get('count', len(data))} KernelSessions created at once")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    path = out / "scale.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

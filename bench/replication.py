@@ -145,13 +145,14 @@ def eg_hydration(workdir: Path, *, pod_like: bool, exec_timeout: float = 20.0) -
 def failover_after_kill(b: Target, kernel_id: str, kill_a: Callable[[], None],
                         kernel_alive: Callable[[], bool], deadline_s: float,
                         attempt_timeout: float,
-                        on_attempt: Callable[[], None] | None = None) -> dict[str, Any]:
+                        on_attempt: Callable[[], None] | None = None, *,
+                        what: str = "SIGKILL gateway A", via: str = "B") -> dict[str, Any]:
     """SIGKILL gateway A (`kill_a`), then GET + websocket execute through B every 0.5 s until
     an execute succeeds or `deadline_s` passes. Every attempt is a timeline event."""
     events: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     kill_a()
-    events.append({"t": 0.0, "event": "SIGKILL gateway A"})
+    events.append({"t": 0.0, "event": what})
     recovered_at = None
     output = None
     attempts = 0
@@ -162,11 +163,11 @@ def failover_after_kill(b: Target, kernel_id: str, kill_a: Callable[[], None],
             status, model = b.get_kernel(kernel_id, timeout=attempt_timeout)
             state = model.get("execution_state") if isinstance(model, dict) else None
             events.append({"t": ts, "dur": time.perf_counter() - t0 - ts,
-                           "event": f"GET on B -> {status}" + (f" ({state})" if state else ""),
+                           "event": f"GET on {via} -> {status}" + (f" ({state})" if state else ""),
                            "ok": status == 200})
         except BenchError as exc:
             events.append({"t": ts, "dur": time.perf_counter() - t0 - ts,
-                           "event": f"GET on B failed: {exc}", "ok": False})
+                           "event": f"GET on {via} failed: {exc}", "ok": False})
             status = None
         if on_attempt is not None:
             on_attempt()
@@ -175,7 +176,7 @@ def failover_after_kill(b: Target, kernel_id: str, kill_a: Callable[[], None],
             left = max(1.0, min(attempt_timeout, deadline_s - ts))
             ex = _exec_through(b, kernel_id, left)
             events.append({"t": ts, "dur": ex["seconds"],
-                           "event": "execute through B: " + (
+                           "event": f"execute through {via}: " + (
                                f"ok, printed {ex['output']!r}" if ex["ok"] else ex["error"]),
                            "ok": ex["ok"]})
             if ex["ok"]:
@@ -190,7 +191,7 @@ def failover_after_kill(b: Target, kernel_id: str, kill_a: Callable[[], None],
     result = {"kernel_survived_gateway": survived, "events": events, "attempts": attempts,
               "deadline_s": deadline_s}
     if recovered_at is None:
-        return {**result, **failed(f"no successful execute through B within {deadline_s:.0f}s "
+        return {**result, **failed(f"no successful execute through {via} within {deadline_s:.0f}s "
                                    f"({attempts} attempts; last: {last_attempt})")}
     return {**result, "status": "ok", "recovery_s": recovered_at,
             "state_preserved": output == "42"}

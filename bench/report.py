@@ -246,12 +246,21 @@ def render(res: dict[str, Any], images: dict[str, str]) -> str:
 
     fo = res.get("failover", {})
     if fo:
-        w("## 5. Failover: the gateway serving a kernel is SIGKILLed")
+        w("## 5. Failover: the gateway serving a kernel goes away")
         w("")
-        w("Two gateways, a kernel with state started through A, then `kill -9` A. The client then "
-          "does what jupyter_server's gateway client does: `GET /api/kernels/{id}` on B, then "
-          "reconnects its websocket and executes `x += 1; print(x)`, retrying every 0.5 s until "
-          "an execute succeeds or the deadline passes. Times are from the SIGKILL.")
+        w("A kernel with state is started through a gateway, then that gateway is signalled. "
+          "The client then does what jupyter_server's gateway client does: "
+          "`GET /api/kernels/{id}`, then it reconnects its websocket and executes "
+          "`x += 1; print(x)`, retrying every 0.5 s until an execute succeeds or the deadline "
+          "passes. Times are from the signal. Variants:")
+        w("")
+        w("- *client turns to replica 2* / EG: two gateways, `kill -9` of A, the client "
+          "retries on B's own URL (EG has no other way).")
+        w("- kernelkeeper *behind nginx*: what `make run` and the Helm chart give a user: one "
+          "URL. Active-active: `kill -9` of the replica that served the kernel. Active-passive "
+          "(Lease duration 15 s, renew deadline 10 s, retry 2 s): `kill -9` of the Lease holder "
+          "(the standby must wait for the Lease to expire), then `SIGTERM` of the new holder (a "
+          "rollout: it hands the Lease over before it exits).")
         w("")
         w("| variant | status | time to first successful execute | same kernel state | kernel process survived A | attempts |")
         w("|---|---|---|---|---|---|")
@@ -284,11 +293,12 @@ def render(res: dict[str, Any], images: dict[str, str]) -> str:
     if mem:
         w("## 6. Gateway memory (RSS)")
         w("")
-        w("kernelkeeper: RSS of a gateway replica with 0, 1, 50 and 200 idle kernels hydrated on it "
-          "(a `GET` of each id on the replica that did not start them; `--kk-scale N` caps the "
-          "count at N). "
-          "Peers: RSS of the server process (kernels excluded) with one kernel, after the latency "
-          "and throughput runs, for scale.")
+        w("kernelkeeper: RSS of gateway replica 2 with 0, 1, 50 and 200 idle kernels hydrated on "
+          "it: the kernels come from the scale scenario (section 7), which replica 2 never "
+          "served; each is hydrated by a websocket execute of `pass`, then the websocket "
+          "closes and the replica keeps its connection to the kernel. Median of 5 samples per "
+          "point. Peers: RSS of the server process (kernels excluded) with one kernel, after "
+          "the latency and throughput runs, for scale.")
         w("")
         w("| target | status | points |")
         w("|---|---|---|")
@@ -298,6 +308,12 @@ def render(res: dict[str, Any], images: dict[str, str]) -> str:
                              + (f" ({p['label']})" if p.get("label") else "")
                              for p in v.get("points", [])) if v else "—")
             w(f"| {titles[k]} | {_status_cell(v)} | {pts or '—'} |")
+        kk_pts = (mem.get("kernelkeeper") or {}).get("points") or []
+        if len(kk_pts) > 1 and kk_pts[-1]["kernels"] > 0:
+            per = (kk_pts[-1]["rss_bytes"] - kk_pts[0]["rss_bytes"]) / kk_pts[-1]["kernels"]
+            w("")
+            w(f"kernelkeeper's replica grows by {per / 2**10:.0f} KiB per hydrated idle kernel "
+              f"(from 0 to {kk_pts[-1]['kernels']}).")
         w("")
         if "memory" in images:
             w(f"![memory]({images['memory']})")
@@ -305,14 +321,80 @@ def render(res: dict[str, Any], images: dict[str, str]) -> str:
 
     sc = res.get("scale", {})
     if sc:
-        counts = {v.get("count") for v in sc.values() if v.get("count")}
-        w(f"## 7. Scale: {counts.pop() if len(counts) == 1 else 200} KernelSessions started "
-          "concurrently")
+        v = sc.get("kernelkeeper") or {}
+        w(f"## 7. Scale: {v.get('count', 'N')} KernelSessions created at once")
         w("")
-        for k, v in sc.items():
-            w(f"- {titles.get(k, k)}: {_status_cell(v)}"
-              + (f"; {v['summary']}" if v.get("summary") else ""))
+        w("kernelkeeper only. The KernelSessions are created through the Kubernetes API, 32 "
+          "requests in flight (what `kubectl apply` or the gateway does); a watch records when "
+          "each is first Ready (kernel answering on its ports). Start latency is from each "
+          "create call to its Ready. Operator CPU is user + system time of the operator "
+          "process over the whole burst. Everything runs on the same 2 cores: API server, "
+          "etcd, the process node and the kernels themselves.")
         w("")
+        if v.get("count"):
+            pm = v.get("kernel_pod_memory") or {}
+            other = v.get("other_cpu_s") or {}
+            w("| sessions | all Ready? | creates sent in | all Ready after | start p50 | "
+              "start p95 | start p99 | operator CPU | per kernel | API server CPU | "
+              "node CPU |")
+            w("|---|---|---|---|---|---|---|---|---|---|---|")
+            w(f"| {v['count']} | {'yes' if v.get('ready') == v['count'] else 'no'}: "
+              f"{v.get('ready')} Ready, {v.get('failed')} failed, {v.get('not_ready')} "
+              f"pending | {_fmt(_num(v.get('create_burst_s')), 's')} | "
+              f"{_fmt(_num(v.get('wall_s')), 's')} | {_fmt(_num(v.get('p50_s')), 's')} | "
+              f"{_fmt(_num(v.get('p95_s')), 's')} | {_fmt(_num(v.get('p99_s')), 's')} | "
+              f"{_fmt(_num(v.get('operator_cpu_s')), 's')} | "
+              f"{_fmt(_num(v.get('operator_cpu_per_kernel_ms')), 'ms')} | "
+              f"{_fmt(_num(other.get('kube-apiserver')), 's')} | "
+              f"{_fmt(_num(other.get('node')), 's')} |")
+            if pm.get("median_private_bytes"):
+                w("")
+                w(f"Each kernel pod (launcher + ipykernel) uses "
+                  f"{pm['median_private_bytes'] / 2**20:.1f} MiB of private memory (median "
+                  f"over {pm['pods']} pods, USS).")
+        if v.get("status") not in ("ok", None):
+            w("")
+            w(f"Status: {_status_cell(v)}")
+        w("")
+        if "scale" in images:
+            w(f"![scale]({images['scale']})")
+            w("")
+
+    pr = (res.get("present") or {}).get("kernelkeeper")
+    if pr:
+        w(f"## 8. With {pr.get('sessions_present', 'M')} KernelSessions present")
+        w("")
+        if pr.get("status") == "not measured":
+            w(f"Not measured: {pr.get('reason')}")
+        else:
+            w("A fresh gateway replica (a new process) is started and timed until `/readyz` "
+              "answers 200, which needs its watch to have listed every KernelSession. It then "
+              "gets its first `GET /api/kernels/{id}` and its first websocket execute of "
+              "`pass` for each running kernel, one after another (hydration).")
+            w("")
+            w("| sessions present | running kernels | start until ready | the same with "
+              "only the running kernels' sessions | `GET /api/kernels` (all) | first GET "
+              "p50 / p99 | hydration (first execute) p50 / p99 |")
+            w("|---|---|---|---|---|---|---|")
+            w(f"| {pr.get('sessions_present')} | {pr.get('running_kernels')} | "
+              f"{_fmt(_num(pr.get('start_until_ready_s')), 's')} | "
+              f"{_fmt(_num(pr.get('start_until_ready_before_s')), 's')} "
+              f"({pr.get('sessions_before')} sessions) | "
+              f"{pr.get('listed')} listed in {_fmt(_num(pr.get('list_s')), 's')} | "
+              f"{_fmt(_num(pr.get('get_p50_s')), 's')} / {_fmt(_num(pr.get('get_p99_s')), 's')} | "
+              f"{_fmt(_num(pr.get('hydrate_p50_s')), 's')} / "
+              f"{_fmt(_num(pr.get('hydrate_p99_s')), 's')} |")
+            w("")
+            w(f"Only {pr.get('running_kernels')} of the sessions have a running kernel: "
+              f"{pr.get('why_not_all_running', '')}. The others were created while the operator "
+              "was stopped, so they stay without a Pod; they are full KernelSessions to the "
+              "gateway's watch and list. The operator being stopped is itself part of the "
+              "test: the running kernels and their hydration need nothing from it.")
+            if pr.get("status") != "ok":
+                w("")
+                w(f"Status: {_status_cell(pr)}")
+        w("")
+
     w("## How to reproduce")
     w("")
     w("`make bench` (or `.venv/bin/python -m bench.run --help`); see bench/README.md. Raw numbers, "

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import kk, peers, plots, replication, report, scenarios
+from bench import kk, kk_scale, peers, plots, replication, report, scenarios
 from bench.machine import machine_info
 from bench.targets import (
     PEER_STARTERS,
@@ -35,7 +36,8 @@ from bench.targets import (
     host_kill_misparses,
 )
 
-SCENARIOS = ("latency", "throughput", "start", "hydration", "failover", "memory", "scale")
+SCENARIOS = ("latency", "throughput", "start", "hydration", "failover", "memory", "scale",
+             "present")
 TARGETS = ("direct", "kernelkeeper", "eg", "jupyter_server", "kg")
 TITLES = {"direct": "direct ZMQ", "kernelkeeper": "kernelkeeper", "eg": "Enterprise Gateway",
           "jupyter_server": "jupyter_server", "kg": "Kernel Gateway"}
@@ -66,10 +68,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="rewrite latest.md and the plots from <out>/latest.json (same run's data)")
     p.add_argument("--no-pid-namespace", action="store_true",
                    help="as root, do not run inside a PID namespace of its own (see README)")
-    p.add_argument("--kk-scale", type=int, default=0, metavar="N",
-                   help="kernelkeeper: start N kernels at once (scale), then hydrate 1/50/200 of "
-                        "them on a fresh replica (memory). Off by default: N=200 needs several "
-                        "GB of RAM and minutes of CPU")
+    p.add_argument("--kk-scale", type=int, default=None, metavar="N",
+                   help="kernelkeeper: N KernelSessions at once (scale), then 1/50/N of them "
+                        "hydrated on a replica that never saw them (memory). Default 200 "
+                        "(quick: 20); N=200 needs about 12 GB of RAM. 0 skips both")
+    p.add_argument("--kk-present", type=int, default=None, metavar="M",
+                   help="kernelkeeper: with M KernelSessions present, a fresh replica's start "
+                        "until ready and hydration p99 (default 1000; quick: 100)")
     args = p.parse_args(argv)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
@@ -84,6 +89,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.start_reps = 2 if args.quick else 5
     args.failover_deadline = 20.0 if args.quick else 30.0
     args.hydration_timeout = 10.0 if args.quick else 20.0
+    if args.kk_scale is None:
+        args.kk_scale = 20 if args.quick else 200
+    if args.kk_present is None:
+        args.kk_present = 100 if args.quick else 1000
     return args
 
 
@@ -189,32 +198,68 @@ class Run:
                 scenarios.interleaved_start(self.sessions, a.start_reps, log=_log))
 
     def kernelkeeper_extras(self, target: Target) -> None:
+        """Scenarios that need the local environment's internals, in an order that lets each
+        run on what the previous left: the last one stops the operator."""
         env = self.kk_env
         assert env is not None
         if self.want("hydration"):
             _log("kernelkeeper: hydration")
             self.res["hydration"]["kernelkeeper"] = {"title": "kernelkeeper",
                                                      **kk.hydration(env, target)}
-        n = self.args.kk_scale
-        if (self.want("memory") or self.want("scale")) and n > 0:
-            _log(f"kernelkeeper: {n} kernels at once, then hydrated RSS")
-            scale, memory = kk.scale_and_memory(env, target, n, sorted({*MEMORY_COUNTS, n}))
-            if self.want("scale"):
-                self.res["scale"]["kernelkeeper"] = scale
-            if self.want("memory"):
-                self.res["memory"]["kernelkeeper"] = memory
-        else:
-            why = ("opt-in: `--kk-scale 200` starts 200 kernels at once "
-                   "(several GB of RAM, minutes of CPU)")
-            for s in ("memory", "scale"):
-                if self.want(s):
-                    self.res[s]["kernelkeeper"] = scenarios.not_measured(why)
         if self.want("failover"):
-            # Last: it kills replica 1, which every scenario above goes through.
-            _log("kernelkeeper: failover")
+            _log("kernelkeeper: failover (client turns to replica 2)")
             self.res["failover"]["kernelkeeper"] = {
-                "title": "kernelkeeper", "short": "kernelkeeper",
+                "title": "kernelkeeper active-active: SIGKILL of replica 1, client turns to "
+                         "replica 2", "short": "kernelkeeper (to replica 2)",
                 **kk.failover(env, target, self.args.failover_deadline)}
+            _log("kernelkeeper: failover through the front URL (active-active)")
+            self.res["failover"]["kernelkeeper_front"] = {
+                "title": "kernelkeeper active-active behind nginx: SIGKILL of the serving "
+                         "replica, client keeps the one URL", "short": "kernelkeeper (one URL)",
+                **kk.front_failover(env, target, self.args.failover_deadline)}
+        n = self.args.kk_scale
+        scale_wanted = [s for s in ("scale", "memory", "present") if self.want(s)]
+        if scale_wanted and n > 0:
+            replicas = [c for c in kk.gateway_components(env.status) if c["url"]]
+            second = replicas[1] if len(replicas) > 1 else None
+            pid = kk.component_process(env, second["name"]).pid if second else None
+            out = kk_scale.run_all(
+                env, target,
+                Target("kernelkeeper", "kernelkeeper (replica 2)", second["url"], target.token,
+                       target.kernel_name) if second else None,
+                pid, n, sorted({c for c in MEMORY_COUNTS if c <= n} | {n}),
+                self.args.kk_present if self.want("present") else 0, self.workdir, _log)
+            for s in scale_wanted:
+                if s in out:
+                    self.res[s]["kernelkeeper"] = out[s]
+        elif scale_wanted:
+            for s in scale_wanted:
+                self.res[s]["kernelkeeper"] = scenarios.not_measured("--kk-scale 0")
+
+    def kernelkeeper_active_passive(self) -> None:
+        """A second local environment in active-passive mode: SIGKILL, then SIGTERM, of the
+        replica holding the Lease, measured through the one URL a user has."""
+        env = KernelKeeperEnvironment(self.workdir / "kernelkeeper-active-passive", replicas=2,
+                                      availability_mode="active-passive")
+        base = {"title": "kernelkeeper active-passive (Lease 15/10/2 s)"}
+        try:
+            _log("kernelkeeper: active-passive environment")
+            try:
+                front = env.up()
+            except Exception as exc:  # noqa: BLE001 - shown as not measured, with why
+                reason = f"active-passive environment did not start: {scenarios.describe(exc)}"
+                self.res["failover"]["kernelkeeper_ap_kill"] = {**base,
+                                                               **scenarios.failed(reason)}
+                return
+            for sig, key, what in ((signal.SIGKILL, "kernelkeeper_ap_kill", "SIGKILL"),
+                                   (signal.SIGTERM, "kernelkeeper_ap_term", "SIGTERM")):
+                _log(f"kernelkeeper: active-passive, {what} of the Lease holder")
+                self.res["failover"][key] = {
+                    "title": f"kernelkeeper active-passive behind nginx (Lease 15/10/2 s): "
+                             f"{what} of the Lease holder", "short": f"kernelkeeper A/P {what}",
+                    **kk.front_failover(env, front, self.args.failover_deadline, sig=sig)}
+        finally:
+            env.down()
 
     # ------------------------------------------------------------------ EG replication
 
@@ -273,7 +318,7 @@ class Run:
                 kk_target = self.add_server("kernelkeeper", self.kk_env.up)
                 if kk_target is None:
                     reason = self.res["targets"]["kernelkeeper"]["error"]
-                    for s in ("hydration", "failover", "memory", "scale"):
+                    for s in ("hydration", "failover", "memory", "scale", "present"):
                         if self.want(s):
                             self.res[s]["kernelkeeper"] = {"title": "kernelkeeper",
                                                            **scenarios.not_measured(reason)}
@@ -306,6 +351,8 @@ class Run:
             if self.kk_env is not None:
                 _log("kernelkeeper: local down")
                 self.kk_env.down()
+        if kk_target is not None and self.want("failover"):
+            self.kernelkeeper_active_passive()
         if self.want("hydration") or self.want("failover"):
             self.eg_replication()
         if self.want("scale"):
@@ -340,6 +387,7 @@ def write(res: dict[str, Any], out: Path) -> Path:
                                     out, "start.png"),
         "failover": lambda: plots.failover(res.get("failover", {}), out),
         "memory": lambda: plots.memory(res.get("memory", {}), titles, out),
+        "scale": lambda: plots.scale(res.get("scale", {}), out),
     }
     for name, make in makers.items():
         if name not in res:
@@ -372,8 +420,13 @@ def _reexec_in_pid_namespace(argv: list[str]) -> int | None:
         _log("cannot create a PID namespace; running without one")
         return None
     env = {**os.environ, "KK_BENCH_IN_PIDNS": "1"}
+    # The repository is appended to sys.path, never put first: its operator/ folder would
+    # shadow the standard library's module (see the Makefile).
+    root = str(Path(__file__).resolve().parent.parent)
+    boot = (f"import runpy, sys; sys.path.append({root!r}); "
+            "runpy.run_module('bench.run', run_name='__main__', alter_sys=True)")
     cmd = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
-           sys.executable, "-m", "bench.run", *argv]
+           sys.executable, "-c", boot, *argv]
     return subprocess.run(cmd, env=env, check=False).returncode
 
 
@@ -409,8 +462,10 @@ def main(argv: list[str] | None = None) -> int:
         opts.append(f"--targets {','.join(args.targets)}")
     if args.runs:
         opts.append(f"--runs {args.runs}")
-    if args.kk_scale:
+    if args.kk_scale != (20 if args.quick else 200):
         opts.append(f"--kk-scale {args.kk_scale}")
+    if args.kk_present != (100 if args.quick else 1000):
+        opts.append(f"--kk-present {args.kk_present}")
     run.res["meta"] = {
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "duration_s": time.monotonic() - t0,

@@ -379,9 +379,11 @@ class KernelKeeperEnvironment:
     instead; the harness then starts and stops nothing.
     """
 
-    def __init__(self, state_dir: Path, replicas: int = 1) -> None:
+    def __init__(self, state_dir: Path, replicas: int = 1,
+                 availability_mode: str = "active-active") -> None:
         self.state_dir = state_dir
         self.replicas = replicas
+        self.availability_mode = availability_mode
         self.token = os.environ.get("KK_BENCH_GATEWAY_TOKEN") or secrets.token_hex(16)
         self.external = os.environ.get("KK_BENCH_GATEWAY_URL")
         self.started = False
@@ -411,6 +413,7 @@ class KernelKeeperEnvironment:
         args = ["up", "--detach"]
         if self.replicas != 1:
             args += ["--replicas", str(self.replicas)]
+        args += ["--availability-mode", self.availability_mode]
         self.started = True
         res = self._cli(*args)
         if res.returncode != 0:
@@ -430,7 +433,8 @@ class KernelKeeperEnvironment:
                       os.environ.get("KK_BENCH_KERNEL_NAME", "python3"),
                       versions(sys.executable, ("kernelkeeper", "tornado", "ipykernel",
                                                 "jupyter_client", "pyzmq")),
-                      [f"local environment, {self.replicas} gateway replica(s)"])
+                      [f"local environment, {self.replicas} gateway replica(s), "
+                       f"{self.availability_mode}"])
 
     def _not_ready_reason(self) -> str | None:
         """Cheap checks before paying for a control plane start."""
