@@ -132,7 +132,7 @@ def failover(env: KernelKeeperEnvironment, target: Target, deadline_s: float = 3
     return guarded(go)
 
 
-def _wait_replicas_up(env: KernelKeeperEnvironment, timeout: float = 60.0) -> None:
+def wait_replicas_up(env: KernelKeeperEnvironment, timeout: float = 60.0) -> None:
     """Every replica answers /healthz (one killed by an earlier scenario is restarted by its
     supervisor, as a kubelet would; this waits for that)."""
     deadline = time.monotonic() + timeout
@@ -166,7 +166,7 @@ def front_failover(env: KernelKeeperEnvironment, front: Target, deadline_s: floa
     from bench.replication import STATE_CODE, failover_after_kill
 
     def go() -> dict[str, Any]:
-        _wait_replicas_up(env)
+        wait_replicas_up(env)
         kid = front.start_kernel()
         try:
             before = _websockets_opened(env, front)

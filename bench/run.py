@@ -220,15 +220,20 @@ class Run:
         n = self.args.kk_scale
         scale_wanted = [s for s in ("scale", "memory", "present") if self.want(s)]
         if scale_wanted and n > 0:
-            replicas = [c for c in kk.gateway_components(env.status) if c["url"]]
-            second = replicas[1] if len(replicas) > 1 else None
-            pid = kk.component_process(env, second["name"]).pid if second else None
-            out = kk_scale.run_all(
-                env, target,
-                Target("kernelkeeper", "kernelkeeper (replica 2)", second["url"], target.token,
-                       target.kernel_name) if second else None,
-                pid, n, sorted({c for c in MEMORY_COUNTS if c <= n} | {n}),
-                self.args.kk_present if self.want("present") else 0, self.workdir, _log)
+            try:
+                # The failover above killed a replica; its supervisor brings it back.
+                kk.wait_replicas_up(env)
+                replicas = [c for c in kk.gateway_components(env.status) if c["url"]]
+                second = replicas[1] if len(replicas) > 1 else None
+                pid = kk.component_process(env, second["name"]).pid if second else None
+                out = kk_scale.run_all(
+                    env, target,
+                    Target("kernelkeeper", "kernelkeeper (replica 2)", second["url"],
+                           target.token, target.kernel_name) if second else None,
+                    pid, n, sorted({c for c in MEMORY_COUNTS if c <= n} | {n}),
+                    self.args.kk_present if self.want("present") else 0, self.workdir, _log)
+            except Exception as exc:  # noqa: BLE001 - shown as FAILED; the run goes on
+                out = {s: scenarios.failed(scenarios.describe(exc)) for s in scale_wanted}
             for s in scale_wanted:
                 if s in out:
                     self.res[s]["kernelkeeper"] = out[s]
