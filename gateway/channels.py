@@ -265,9 +265,17 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
         sid = self.session_id or uuid.uuid4().hex
         client = self.conn.clients.get(sid)
         if not isinstance(client, ClientSession):
-            client = ClientSession(self.conn, sid, max_messages=cfg.buffer_max_messages,
-                                   max_bytes=cfg.buffer_max_bytes, timeout=cfg.buffer_timeout,
-                                   metrics=metrics, keep=bool(self.session_id))
+            try:
+                client = ClientSession(self.conn, sid, max_messages=cfg.buffer_max_messages,
+                                       max_bytes=cfg.buffer_max_bytes,
+                                       timeout=cfg.buffer_timeout, metrics=metrics,
+                                       keep=bool(self.session_id))
+            except zmq.ZMQError as exc:
+                # Out of sockets or files: say so, rather than a bare connection reset.
+                log.error("kernel %s: cannot open kernel sockets for a client: %s",
+                          self.conn.kernel_id, exc)
+                self.close_quietly(1011, f"gateway cannot open kernel sockets: {exc}"[:120])
+                return
         self.client = client
         self.settings["kk_sockets"].add(self)
         client.attach(self)

@@ -13,10 +13,10 @@ import logging
 import time
 from typing import Any, NoReturn
 
-import zmq.asyncio
 from kubernetes.aio.client.exceptions import ApiException
 
 from kernelkeeper.crds import model as crd
+from kernelkeeper.gateway import limits
 from kernelkeeper.gateway.activity import ActivityReporter
 from kernelkeeper.gateway.config import GatewayConfig
 from kernelkeeper.gateway.connection import KernelConnection
@@ -48,7 +48,7 @@ class KernelManager:
         self.specs = specs  # callable returning {name: KernelSpec}
         self.metrics = metrics
         self.activity = activity
-        self.context = zmq.asyncio.Context()
+        self.context = limits.kernel_context(limits.raise_open_files_limit())
         self.conns: dict[str, KernelConnection] = {}
         self._hydrating: dict[str, asyncio.Future[KernelConnection]] = {}
         store.add_listener(self._on_event)
