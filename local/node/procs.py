@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -69,12 +70,21 @@ class Process:
         self.popen = popen
 
     @classmethod
-    def spawn(cls, argv: list[str], *, env: dict[str, str], cwd: str, log: Path) -> Process:
+    def spawn(cls, argv: list[str], *, env: dict[str, str], cwd: str, log: Path,
+              nice: int = 0) -> Process:
+        """Start a container process (in a session of its own) at the given niceness."""
         log.parent.mkdir(parents=True, exist_ok=True)
+        nice_bin = shutil.which("nice") if nice > 0 else None
+        # nice(1) execs the command, so the pid is the container's and its children inherit
+        # the weight from their first instruction on; no preexec_fn in a threaded process.
+        full = [nice_bin, "-n", str(nice), *argv] if nice_bin else argv
         with log.open("ab") as out:
-            popen = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+            popen = subprocess.Popen(full, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
                                      stdout=out, stderr=subprocess.STDOUT,
                                      start_new_session=True, close_fds=True)
+        if nice > 0 and not nice_bin:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, popen.pid, nice)
         return cls(popen.pid, start_ticks(popen.pid), popen)
 
     @property
