@@ -482,7 +482,22 @@ def main(argv: list[str] | None = None) -> int:
     }
     md = write(run.res, args.out)
     _log(f"wrote {md} in {time.monotonic() - t0:.0f}s")
-    return 0
+    return report_failures(run.res)
+
+
+def report_failures(res: dict[str, Any]) -> int:
+    """List every FAILED result on stderr. Exit 3 if a latency or throughput run lost data
+    (bytes missing, a reply that never came): those figures would otherwise look fine."""
+    lost = False
+    for scenario in SCENARIOS:
+        for key, v in (res.get(scenario) or {}).items():
+            if isinstance(v, dict) and v.get("status") == "FAILED":
+                title = v.get("title") or TITLES.get(key, key)
+                _log(f"FAILED {scenario} / {title}: {str(v.get('error'))[:300]}")
+                lost = lost or scenario in ("latency", "throughput")
+    if lost:
+        _log("a target dropped output or stopped answering in latency/throughput: exit 3")
+    return 3 if lost else 0
 
 
 if __name__ == "__main__":
