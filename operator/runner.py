@@ -17,7 +17,7 @@ import kopf
 
 from kernelkeeper.operator.handlers import build_registry, kopf_settings
 from kernelkeeper.operator.kube import Kube, NotLeader
-from kernelkeeper.operator.lease import LeaseElector
+from kernelkeeper.operator.lease import LeaseThread
 from kernelkeeper.operator.reconcile import Reconciler
 from kernelkeeper.operator.settings import OperatorConfig
 
@@ -48,14 +48,16 @@ async def run(cfg: OperatorConfig) -> int:
             loop.add_signal_handler(sig, stop.set)
 
     install_signals()
-    # The Lease gets a connection pool of its own: renewals must never queue behind a burst
-    # of reconcile traffic (a starved renew under load would cost the Lease).
-    lease_kube = await Kube.connect(cfg.kubeconfig, timeout=cfg.request_timeout)
-    elector = LeaseElector(lease_kube, cfg.lease_name, cfg.lease_namespace, cfg.identity,
-                           duration=cfg.lease_duration, renew_deadline=cfg.renew_deadline,
-                           retry=cfg.retry_period)
+    # The Lease runs on a thread, loop and connection pool of its own: renewals must never
+    # queue behind a burst of reconcile work (a late renewal costs the Lease).
+    lease = LeaseThread(lambda: Kube.connect(cfg.kubeconfig, timeout=cfg.request_timeout),
+                        cfg.lease_name, cfg.lease_namespace, cfg.identity,
+                        duration=cfg.lease_duration, renew_deadline=cfg.renew_deadline,
+                        retry=cfg.retry_period)
+    lease.start()
+    code = EXIT_OK
     try:
-        acquiring = asyncio.create_task(elector.acquire())
+        acquiring = asyncio.create_task(lease.acquired())
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if not acquiring.done():
@@ -63,19 +65,21 @@ async def run(cfg: OperatorConfig) -> int:
             log.info("stopped while standing by")
             return EXIT_OK
         stopping.cancel()
-        return await _lead(cfg, kube, elector, stop, install_signals)
+        acquiring.result()
+        code = await _lead(cfg, kube, lease, stop, install_signals)
+        return code
     finally:
+        await lease.close(release=code == EXIT_OK)
         await kube.close()
-        await lease_kube.close()
 
 
-async def _lead(cfg: OperatorConfig, kube: Kube, elector: LeaseElector, stop: asyncio.Event,
+async def _lead(cfg: OperatorConfig, kube: Kube, lease: LeaseThread, stop: asyncio.Event,
                 install_signals: Callable[[], None]) -> int:
     log.info("%s is the leader: starting kopf", cfg.identity)
-    kube.guard = elector.is_leader  # every write checks the Lease first
+    kube.guard = lease.is_leader  # every write checks the Lease first
     reconciler = Reconciler(cfg, kube)
     # These tasks exist before kopf starts, so kopf's shutdown leaves them to us.
-    holding = asyncio.create_task(elector.hold(), name="lease holder")
+    holding = asyncio.create_task(lease.lost(), name="lease holder")
     stopping = asyncio.create_task(stop.wait(), name="stop waiter")
     loops = [
         asyncio.create_task(_every(cfg.resync_interval, "resync", reconciler.resync),
@@ -118,6 +122,4 @@ async def _lead(cfg: OperatorConfig, kube: Kube, elector: LeaseElector, stop: as
             task.cancel()
         await asyncio.gather(*loops, holding, stopping, return_exceptions=True)
         await reconciler.close()
-        if code == EXIT_OK:
-            await elector.release()
     return code
