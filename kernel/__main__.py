@@ -24,7 +24,7 @@ async def _main() -> int:
         log.error("cannot start the kernel: %s", exc)
         return contract.EXIT_BAD_CONFIG
     runtime = Path(os.environ.get("JUPYTER_RUNTIME_DIR") or tempfile.mkdtemp(prefix="kk-kernel-"))
-    sup = Supervisor(cfg, runtime, environ=os.environ)
+    sup = Supervisor(cfg, runtime, environ=os.environ, ready_timeout=cfg.ready_timeout)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, sup.request_stop)

@@ -28,6 +28,7 @@ class LauncherConfig:
     health_port: int = contract.HEALTH_PORT
     max_crash_restarts: int = 5
     spec_name: str = ""
+    ready_timeout: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LauncherConfig:
@@ -52,6 +53,9 @@ class LauncherConfig:
         try:
             health = int(env.get(contract.ENV_HEALTH_PORT) or contract.HEALTH_PORT)
             max_restarts = int(env.get(contract.ENV_MAX_RESTARTS) or 5)
+            ready_timeout = float(env.get(contract.ENV_READY_TIMEOUT) or 60)
+            if ready_timeout <= 0:
+                raise ValueError(f"{contract.ENV_READY_TIMEOUT} must be positive")
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         return cls(
@@ -63,6 +67,7 @@ class LauncherConfig:
             health_port=health,
             max_crash_restarts=max_restarts,
             spec_name=env.get(contract.ENV_SPEC_NAME, ""),
+            ready_timeout=ready_timeout,
         )
 
     def connection_info(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ ENV_PORTS = "KERNELKEEPER_PORTS"  # JSON object: channel -> port
 ENV_HEALTH_PORT = "KERNELKEEPER_HEALTH_PORT"
 ENV_SPEC_NAME = "KERNELKEEPER_KERNEL_SPEC"
 ENV_MAX_RESTARTS = "KERNELKEEPER_MAX_CRASH_RESTARTS"
+ENV_READY_TIMEOUT = "KERNELKEEPER_READY_TIMEOUT"  # seconds without progress before a kill
 
 # Names a user may never set through spec.env: the operator owns them.
 RESERVED_PREFIX = "KERNELKEEPER_"

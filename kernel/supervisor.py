@@ -54,6 +54,19 @@ def _die_with_parent() -> None:
             libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+MAX_START_WINDOWS = 10
+
+
+def _cpu_ticks(pid: int) -> int | None:
+    """User + system CPU time of a process in clock ticks, or None if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
@@ -211,9 +224,7 @@ class Supervisor:
     # ------------------------------------------------------------------ readiness
 
     async def _health(self, proc: asyncio.subprocess.Process) -> None:
-        if not await self._wait_kernel_info():
-            log.error("kernel %s did not answer within %.0fs; killing it",
-                      self.cfg.kernel_id, self.ready_timeout)
+        if not await self._wait_until_answers(proc.pid):
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             return
@@ -221,6 +232,29 @@ class Supervisor:
         self.started_at = _now()
         log.info("kernel %s ready on %s", self.cfg.kernel_id, self.cfg.ip)
         await self._heartbeat()
+
+    async def _wait_until_answers(self, pid: int) -> bool:
+        """True once kernel_info is answered. A kernel that has not answered within the ready
+        timeout but used CPU meanwhile is slow, not hung: 200 kernels starting at once on 2
+        cores take minutes, and killing them only restarted the same work (hundreds of
+        restarts in the bench). Only a whole window without CPU time counts as hung, and
+        MAX_START_WINDOWS bounds the wait."""
+        used = _cpu_ticks(pid)
+        for _ in range(MAX_START_WINDOWS):
+            if await self._wait_kernel_info():
+                return True
+            now = _cpu_ticks(pid)
+            if now is None or used is None or now <= used:
+                log.error("kernel %s did not answer and used no CPU for %.0fs; killing it",
+                          self.cfg.kernel_id, self.ready_timeout)
+                return False
+            log.warning("kernel %s has not answered after %.0fs but is still working "
+                        "(%d CPU ticks); waiting", self.cfg.kernel_id, self.ready_timeout,
+                        now - used)
+            used = now
+        log.error("kernel %s did not answer within %.0fs; killing it", self.cfg.kernel_id,
+                  MAX_START_WINDOWS * self.ready_timeout)
+        return False
 
     async def _wait_kernel_info(self) -> bool:
         addr = f"tcp://{self.cfg.ip}:{self.cfg.ports['control']}"

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kernelkeeper.local.node import cpuweight, envvars, probes, volumes
+from kernelkeeper.local.node import envvars, probes, volumes
 from kernelkeeper.local.node.envvars import ConfigError, SpecError
 from kernelkeeper.local.node.events import now_rfc3339
 from kernelkeeper.local.node.procs import Exit, Process
@@ -112,13 +112,15 @@ class ContainerRunner:
         self.termination_path.parent.mkdir(parents=True, exist_ok=True)
         self.termination_path.unlink(missing_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        nice = cpuweight.pod_nice(self.pod.pod)
+        join, nice = self.pod.node.cpu.placement(self.pod.pod)
         if self._mounts:
             spec = {"mounts": self._mounts, "argv": argv, "cwd": self._cwd(),
                     "termination": str(self.termination_path)}
             return Process.spawn(helper("run", json.dumps(spec)), env=self._env,
-                                 cwd=str(self.pod.pod_dir), log=self.log_path, nice=nice)
-        return Process.spawn(argv, env=self._env, cwd=self._cwd(), log=self.log_path, nice=nice)
+                                 cwd=str(self.pod.pod_dir), log=self.log_path, nice=nice,
+                                 before_exec=join)
+        return Process.spawn(argv, env=self._env, cwd=self._cwd(), log=self.log_path, nice=nice,
+                             before_exec=join)
 
     def exec_context(self) -> probes.ExecContext:
         pid = self.process.pid if self.process else 0

@@ -21,6 +21,7 @@ from typing import Any
 from kernelkeeper.local.node import envvars, procs
 from kernelkeeper.local.node.config import NodeConfig
 from kernelkeeper.local.node.container import helper
+from kernelkeeper.local.node.cpuweight import CpuGroups
 from kernelkeeper.local.node.events import EventRecorder
 from kernelkeeper.local.node.ipam import Allocator
 from kernelkeeper.local.node.kube import Kube, KubeError
@@ -58,6 +59,7 @@ class Kubelet:
         self.logserver = LogServer(self)
         self.host_ip = cfg.host_ip
         self.allocatable: dict[str, str] = node_status(cfg)["allocatable"]
+        self.cpu = CpuGroups(cfg.name, self.allocatable.get("cpu", "1"))
         self.service_env = envvars.service_env(kube.server)
         self.workers: dict[str, PodWorker] = {}
         self.finished: dict[str, None] = {}  # uids of pods forgotten, oldest first
@@ -110,6 +112,7 @@ class Kubelet:
     def forget(self, worker: PodWorker) -> None:
         if self.workers.get(worker.uid) is worker:
             del self.workers[worker.uid]
+        self.cpu.remove(worker.uid)
         # Watch events of a pod already finished here (its own final status, the DELETE)
         # may still be in flight: they must not start it again.
         self.finished[worker.uid] = None

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,17 +72,19 @@ class Process:
 
     @classmethod
     def spawn(cls, argv: list[str], *, env: dict[str, str], cwd: str, log: Path,
-              nice: int = 0) -> Process:
-        """Start a container process (in a session of its own) at the given niceness."""
+              nice: int = 0, before_exec: Callable[[], None] | None = None) -> Process:
+        """Start a container process in a session of its own, at the given niceness, after
+        `before_exec` ran in the child (joining the pod's cgroup)."""
         log.parent.mkdir(parents=True, exist_ok=True)
         nice_bin = shutil.which("nice") if nice > 0 else None
         # nice(1) execs the command, so the pid is the container's and its children inherit
-        # the weight from their first instruction on; no preexec_fn in a threaded process.
+        # the weight from their first instruction on.
         full = [nice_bin, "-n", str(nice), *argv] if nice_bin else argv
         with log.open("ab") as out:
             popen = subprocess.Popen(full, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
                                      stdout=out, stderr=subprocess.STDOUT,
-                                     start_new_session=True, close_fds=True)
+                                     start_new_session=True, close_fds=True,
+                                     preexec_fn=before_exec)
         if nice > 0 and not nice_bin:
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, popen.pid, nice)

@@ -19,7 +19,7 @@ import pytest
 from jupyter_client import BlockingKernelClient
 
 from kernelkeeper.crds import model as crd
-from kernelkeeper.kernel import contract
+from kernelkeeper.kernel import contract, supervisor
 
 PYTHON_ARGV = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 
@@ -240,3 +240,23 @@ def test_interrupt_request_reaches_kernel_and_its_children(launch, tmp_path):
         assert not Path(f"/proc/{left}").exists()
     finally:
         kc.stop_channels()
+
+
+def test_a_slow_start_is_waited_for_while_the_kernel_works(launch):
+    """Not answering within the ready timeout while using CPU is a slow start (a busy node),
+    not a hang: the launcher waits, up to MAX_START_WINDOWS timeouts."""
+    kernel = launch(["python", "-c", "while True: pass"],
+                    **{contract.ENV_READY_TIMEOUT: "1", contract.ENV_MAX_RESTARTS: "0"})
+    assert kernel.proc.wait(90) == contract.EXIT_GAVE_UP
+    text = kernel.log.read_text()
+    assert text.count("but is still working") == supervisor.MAX_START_WINDOWS
+    assert "did not answer within 10s; killing it" in text
+
+
+def test_a_kernel_that_hangs_without_cpu_is_killed_after_one_timeout(launch):
+    kernel = launch(["python", "-c", "import time; time.sleep(600)"],
+                    **{contract.ENV_READY_TIMEOUT: "1", contract.ENV_MAX_RESTARTS: "0"})
+    assert kernel.proc.wait(90) == contract.EXIT_GAVE_UP
+    text = kernel.log.read_text()
+    assert text.count("still working") <= 1  # the interpreter's own start is work
+    assert "did not answer and used no CPU for 1s; killing it" in text

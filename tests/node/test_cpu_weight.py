@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -9,9 +10,12 @@ import pytest
 from kernelkeeper.local.node import cpuweight
 from tests.node.helpers import container, create_pod, pod_manifest, wait_for, wait_ready
 
-REPORT_NICE = """
-import os, pathlib, time
-pathlib.Path(os.environ["OUT"]).write_text(str(os.getpriority(os.PRIO_PROCESS, 0)))
+REPORT = """
+import json, os, pathlib, time
+cpu = [line.split(":", 2)[2] for line in open("/proc/self/cgroup")
+       if "cpu" in line.split(":", 2)[1].split(",")]
+pathlib.Path(os.environ["OUT"]).write_text(json.dumps(
+    {"nice": os.getpriority(os.PRIO_PROCESS, 0), "cgroup": cpu[0].strip() if cpu else ""}))
 while True:
     time.sleep(1)
 """
@@ -38,15 +42,41 @@ def test_containers_add_up():
     assert cpuweight.pod_cpu_shares(pod) == 1024
 
 
+def test_cgroup_placement_writes_the_pod_shares(tmp_path):
+    groups = cpuweight.CpuGroups("node-a", "2", root=tmp_path)
+    assert groups.enabled
+    assert (tmp_path / "kernelkeeper/node-a/cpu.shares").read_text() == "2048"
+    join, nice = groups.placement({"metadata": {"uid": "u1"}, "spec": {"containers": [
+        {"name": "c", "resources": {"requests": {"cpu": "100m"}}}]}})
+    assert join is not None and nice == 0
+    assert (tmp_path / "kernelkeeper/node-a/podu1/cpu.shares").read_text() == "102"
+    groups.remove("u1")  # a plain directory with files refuses rmdir: never an error
+
+
+def test_without_cgroups_pods_get_nice_values(tmp_path):
+    (tmp_path / "kernelkeeper").write_text("not a directory")
+    groups = cpuweight.CpuGroups("node-a", "2", root=tmp_path)
+    assert not groups.enabled
+    assert groups.placement({"metadata": {"uid": "u1"}, "spec": {"containers": [{}]}}) == \
+        (None, 19)
+
+
 def test_container_process_runs_at_its_pods_weight(core, ns, tmp_path):
-    """Measured on the real process: its own niceness, read from inside it."""
-    cases = {"besteffort": (None, 19), "request-100m": ({"requests": {"cpu": "100m"}}, 10)}
-    for name, (resources, _) in cases.items():
+    """Read from inside real pods: their cpu cgroup and its shares (or, on a host without
+    cgroups, their niceness)."""
+    cases = {"besteffort": (None, 2, 19), "request-100m": ({"requests": {"cpu": "100m"}}, 102, 10)}
+    for name, (resources, _, _) in cases.items():
         extra = {"resources": resources} if resources else {}
         env = [{"name": "OUT", "value": str(tmp_path / name)}]
-        create_pod(core, ns, pod_manifest(name, [container("c", REPORT_NICE, env=env, **extra)]))
-    for name, (_, nice) in cases.items():
-        wait_ready(core, ns, name)
-        got = wait_for(lambda n=name: (tmp_path / n).exists() and (tmp_path / n).read_text(),
-                       30, what=f"{name} to report its niceness")
-        assert int(got) == nice + os.getpriority(os.PRIO_PROCESS, 0), name
+        create_pod(core, ns, pod_manifest(name, [container("c", REPORT, env=env, **extra)]))
+    for name, (_, shares, nice) in cases.items():
+        pod = wait_ready(core, ns, name)
+        got = json.loads(wait_for(lambda n=name: (tmp_path / n).exists()
+                                  and (tmp_path / n).read_text(), 30, what=f"{name} report"))
+        if "/kernelkeeper/" in got["cgroup"]:
+            assert got["cgroup"].endswith(f"/pod{pod['metadata']['uid']}"), got
+            group = cpuweight.CGROUP_CPU / got["cgroup"].lstrip("/")
+            assert (group / "cpu.shares").read_text().strip() == str(shares), name
+            assert got["nice"] == os.getpriority(os.PRIO_PROCESS, 0)
+        else:
+            assert got["nice"] == nice + os.getpriority(os.PRIO_PROCESS, 0), name
