@@ -204,11 +204,13 @@ class LeaseElector:
 class LeaseThread:
     """A LeaseElector on a thread of its own, with its own event loop and connection pool.
 
-    In asyncio a renewal waits its turn behind every ready callback of its loop. An operator
-    reconciling hundreds of new sessions at once kept its loop busy for seconds on end, and
-    renewals missed the renew deadline (measured by the bench: 200 sessions created at once
-    on 2 cores). A thread is given the interpreter every switch interval however busy the
-    main loop is, which is what a renewal needs. `is_leader()` may be called from any thread.
+    In asyncio a renewal waits its turn behind every ready callback of its loop, and an
+    operator reconciling hundreds of new sessions at once keeps its loop busy. A thread is
+    given the interpreter every switch interval however busy the main loop is, as client-go
+    runs its election beside the controllers. (In the bench's 200-session burst on 2 cores
+    this alone did not keep the Lease: the operator process itself was starved of CPU until
+    the process node gave pods the kubelet's cgroup weights.) `is_leader()` may be called
+    from any thread.
     """
 
     def __init__(self, connect: Callable[[], Awaitable[Kube]], name: str, namespace: str,

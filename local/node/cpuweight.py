@@ -76,6 +76,9 @@ class CpuGroups:
     def __init__(self, node_name: str, allocatable_cpu: str, root: Path = CGROUP_CPU) -> None:
         self.base = root / "kernelkeeper" / node_name
         self.enabled = False
+        if os.environ.get("KERNELKEEPER_NODE_CPU_CGROUPS", "1") == "0":
+            log.info("cpu cgroups turned off (KERNELKEEPER_NODE_CPU_CGROUPS=0); nice values")
+            return
         try:
             shares = shares_for_millicores(parse_quantity(allocatable_cpu) * 1000)
             self.base.mkdir(parents=True, exist_ok=True)
