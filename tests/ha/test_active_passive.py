@@ -103,3 +103,57 @@ def test_paused_holder_never_serves_again(fleet):
     assert set(answers) <= {0, 503}
     assert http_status(f"{standby.url}/readyz") == 200
     assert http("GET", f"{f.url}/api/kernels")[0] == 200
+
+
+def _gated_pod(core, namespace: str, name: str) -> None:
+    """A real Pod object that is never scheduled (a scheduling gate holds it): it stands for a
+    replica's own Pod, which POD_NAME/POD_NAMESPACE name through the downward API."""
+    from kubernetes import client
+
+    core.create_namespaced_pod(namespace, client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name, labels={"app": "kernelkeeper-gateway"}),
+        spec=client.V1PodSpec(
+            containers=[client.V1Container(name="gateway", image="kernelkeeper:test")],
+            scheduling_gates=[client.V1PodSchedulingGate(name="kernelkeeper.io/test")])))
+
+
+def test_the_holder_labels_its_own_pod_and_hands_the_label_over(gateways, kk_namespace,
+                                                                  cluster):
+    """The chart's Service selects role=active: only the Lease holder's Pod may carry it."""
+    from kubernetes import client
+
+    from kernelkeeper.crds.model import LABEL_ROLE
+
+    core = client.CoreV1Api(cluster.api_client())
+    lease = f"gw-{kk_namespace[-6:]}"
+    procs = {}
+    for name in ("gw-pod-a", "gw-pod-b"):
+        _gated_pod(core, kk_namespace, name)
+        procs[name] = gateways.start(kk_namespace, replica_id=name, wait=False, env={
+            "KERNELKEEPER_GATEWAY_AVAILABILITY_MODE": "active-passive",
+            "KERNELKEEPER_GATEWAY_LEASE_NAME": lease,
+            "KERNELKEEPER_GATEWAY_LEASE_NAMESPACE": kk_namespace,
+            "KERNELKEEPER_GATEWAY_LEASE_DURATION": "6",
+            "KERNELKEEPER_GATEWAY_RENEW_DEADLINE": "4",
+            "KERNELKEEPER_GATEWAY_RETRY_PERIOD": "1",
+            "POD_NAME": name, "POD_NAMESPACE": kk_namespace})
+
+    def roles() -> dict[str, str | None]:
+        return {n: (core.read_namespaced_pod(n, kk_namespace).metadata.labels or {}).get(LABEL_ROLE)
+                for n in procs}
+
+    def serving() -> list[str]:
+        return [n for n, g in procs.items()
+                if g.alive() and http_status(f"{g.url}/readyz") == 200]
+
+    wait_until(lambda: len(serving()) == 1 and list(roles().values()).count("active") == 1,
+               60, "one holder with its Pod labelled")
+    holder = serving()[0]
+    other = next(n for n in procs if n != holder)
+    assert roles() == {holder: "active", other: None}
+
+    procs[holder].proc.send_signal(signal.SIGTERM)  # a rollout: hand over the Lease
+    took = wait_until(lambda: roles() == {holder: None, other: "active"}, 30,
+                      "label moved to the new holder")
+    print(f"\n[ha] role label handed from {holder} to {other} in {took:.2f}s")
+    assert serving() == [other]
