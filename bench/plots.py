@@ -106,9 +106,9 @@ def failover(results: dict[str, Any], out: Path) -> Path | None:
                    default=0)
         ax.text(last + 0.4, y, label, va="center", fontsize=8)
     ax.set_yticks(range(len(rows)), [t for t, _ in rows], fontsize=8)
-    ax.set_xlabel("seconds since SIGKILL of gateway A (green: request succeeded, red: failed; "
-                  "|: SIGKILL, then the kernel check)")
-    ax.set_title("Failover: client requests through the surviving gateway")
+    ax.set_xlabel("seconds since the signal to the serving gateway (green: request "
+                  "succeeded, red: failed; |: the signal, then the kernel check)")
+    ax.set_title("Failover: client requests after the serving gateway is signalled")
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     path = out / "failover.png"
