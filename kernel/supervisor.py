@@ -30,6 +30,7 @@ import zmq
 import zmq.asyncio
 from jupyter_client.session import Session
 
+from kernelkeeper import procstat
 from kernelkeeper.kernel import contract
 from kernelkeeper.kernel.config import LauncherConfig, kernel_command, kernel_env
 
@@ -58,13 +59,8 @@ MAX_START_WINDOWS = 10
 
 
 def _cpu_ticks(pid: int) -> int | None:
-    """User + system CPU time of a process in clock ticks, or None if it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    except (OSError, IndexError, ValueError):
-        return None
+    stat = procstat.read(pid)
+    return stat.cpu_ticks if stat else None
 
 
 def _kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:

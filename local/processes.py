@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kernelkeeper import procstat
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -23,29 +25,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, start time in clock ticks) of `pid` from one read of /proc/pid/stat, or None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name may contain spaces and parentheses; fields start after the last ')'.
-    rest = stat[stat.rindex(")") + 2 :].split()
-    return rest[0], int(rest[19])
-
-
 def start_ticks(pid: int) -> int | None:
     """Start time of `pid` in clock ticks since boot: with the pid, names one process."""
-    stat = _proc_stat(pid)
-    return stat[1] if stat else None
+    stat = procstat.read(pid)
+    return stat.start_ticks if stat else None
 
 
 def pid_running(pid: int, start_ticks: int | None = None) -> bool:
     """Alive, not a zombie, and (when given) still the process that started at `start_ticks`."""
-    stat = _proc_stat(pid)
-    if stat is None or stat[0] in ("Z", "X"):
+    stat = procstat.read(pid)
+    if stat is None or stat.state in ("Z", "X"):
         return False
-    return start_ticks is None or stat[1] == start_ticks
+    return start_ticks is None or stat.start_ticks == start_ticks
 
 
 @dataclass

@@ -66,10 +66,6 @@ def nice_for_shares(shares: int) -> int:
     return min(range(len(_WEIGHTS)), key=lambda n: abs(_WEIGHTS[n] - shares))
 
 
-def pod_nice(pod: Mapping[str, Any]) -> int:
-    return nice_for_shares(pod_cpu_shares(pod))
-
-
 class CpuGroups:
     """This node's pod cgroups, or nothing (nice values then) where the host forbids them."""
 

@@ -33,7 +33,7 @@ def test_shares_and_nice_follow_the_cpu_request(resources, shares, nice):
     c = {"name": "c"} if resources is None else {"name": "c", "resources": resources}
     pod = {"spec": {"containers": [c]}}
     assert cpuweight.pod_cpu_shares(pod) == shares
-    assert cpuweight.pod_nice(pod) == nice
+    assert cpuweight.nice_for_shares(cpuweight.pod_cpu_shares(pod)) == nice
 
 
 def test_containers_add_up():
