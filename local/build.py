@@ -178,6 +178,12 @@ def _build_kubernetes(go: str) -> None:
 
 def _build_simple(go: str, name: str, module: str, version: str, package: str, out: Path,
                   ldflags: str = "-s -w") -> None:
+    _build_module(go, name, module, version, {name: package}, out, ldflags=ldflags)
+
+
+def _build_module(go: str, name: str, module: str, version: str, packages: dict[str, str],
+                  out: Path, *, ldflags: str = "-s -w", tags: str = "") -> None:
+    """Build `packages` (output name -> Go package) of one module from a throw-away wrapper."""
     with tempfile.TemporaryDirectory(prefix=f"kk-{name}-build-") as tmp:
         work = Path(tmp)
         log_file = cache_root() / f"build-{name}-v{version}.log"
@@ -188,15 +194,113 @@ def _build_simple(go: str, name: str, module: str, version: str, package: str, o
         partial = out.with_name(out.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-        step.run(
-            f"{name}: compile",
-            [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(partial / name), package],
-        )
+        for binary_name, package in packages.items():
+            step.run(
+                f"{name}: compile {binary_name}",
+                [go, "build", "-trimpath", *([f"-tags={tags}"] if tags else []),
+                 "-ldflags", ldflags, "-o", str(partial / binary_name), package],
+            )
         shutil.rmtree(out, ignore_errors=True)
         partial.rename(out)
 
 
-def ensure_binaries(*, helm: bool = False) -> dict[str, Path]:
+def containerd_dir() -> Path:
+    return cache_root() / f"containerd-v{versions.CONTAINERD}"
+
+
+def cni_dir() -> Path:
+    return cache_root() / f"cni-plugins-v{versions.CNI_PLUGINS}"
+
+
+def coredns_dir() -> Path:
+    return cache_root() / f"coredns-v{versions.COREDNS}"
+
+
+def pause_dir() -> Path:
+    return cache_root() / f"pause-k8s-v{versions.KUBERNETES}"
+
+
+CONTAINERD_BINARIES = ("containerd", "containerd-shim-runc-v2", "ctr")
+CNI_BINARIES = ("bridge", "host-local", "loopback", "portmap")
+
+
+def node_binaries() -> dict[str, Path]:
+    """Where the real node's binaries live once built (they may not exist yet)."""
+    out = {b: containerd_dir() / b for b in CONTAINERD_BINARIES}
+    out.update({f"cni/{b}": cni_dir() / b for b in CNI_BINARIES})
+    out["coredns"] = coredns_dir() / "coredns"
+    out["pause"] = pause_dir() / "pause"
+    return out
+
+
+def _build_containerd(go: str) -> None:
+    mod = "github.com/containerd/containerd/v2"
+    version = f"v{versions.CONTAINERD}"
+    ld = f"-s -w -X {mod}/version.Version={version} -X {mod}/version.Package={mod}"
+    _build_module(go, "containerd", mod, versions.CONTAINERD,
+                  {b: f"{mod}/cmd/{b}" for b in CONTAINERD_BINARIES}, containerd_dir(),
+                  ldflags=ld, tags="no_btrfs,no_devmapper,no_zfs")
+
+
+def _build_cni(go: str) -> None:
+    mod = "github.com/containernetworking/plugins"
+    where = {"bridge": "main", "loopback": "main", "host-local": "ipam", "portmap": "meta"}
+    _build_module(go, "cni-plugins", mod, versions.CNI_PLUGINS,
+                  {b: f"{mod}/plugins/{where[b]}/{b}" for b in CNI_BINARIES}, cni_dir())
+
+
+def _build_coredns(go: str) -> None:
+    mod = "github.com/coredns/coredns"
+    _build_module(go, "coredns", mod, versions.COREDNS, {"coredns": mod}, coredns_dir(),
+                  ldflags=f"-s -w -X {mod}/coremain.GitCommit=v{versions.COREDNS}")
+
+
+def _build_pause(go: str) -> None:
+    """The sandbox image's one binary: a small C program in the Kubernetes module's source."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if not cc:
+        raise BuildError("a C compiler (gcc) is needed to build the pause binary: "
+                         "apt-get install -y gcc libc6-dev")
+    env = dict(os.environ, GOFLAGS="-mod=mod")
+    info = subprocess.run([go, "mod", "download", "-json", f"k8s.io/kubernetes@v{versions.KUBERNETES}"],
+                          capture_output=True, text=True, env=env, check=False, cwd=tempfile.gettempdir())
+    if info.returncode != 0:
+        raise BuildError(f"downloading k8s.io/kubernetes for pause.c failed: {info.stderr[-500:]}")
+    source = Path(json.loads(info.stdout)["Dir"]) / "build" / "pause" / "linux" / "pause.c"
+    partial = pause_dir().with_name(pause_dir().name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    _log("pause: compile pause.c (gcc -static) ...")
+    out = subprocess.run([cc, "-Os", "-Wall", "-Werror", "-static",
+                          f"-DVERSION=v{versions.KUBERNETES}", "-o", str(partial / "pause"),
+                          str(source)], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise BuildError(f"compiling pause.c failed: {out.stderr[-1000:]}")
+    subprocess.run(["strip", str(partial / "pause")], check=False)
+    shutil.rmtree(pause_dir(), ignore_errors=True)
+    partial.rename(pause_dir())
+
+
+def ensure_node_binaries() -> dict[str, Path]:
+    """Build the real node's runtime pieces that are missing; cached builds cost nothing."""
+    paths = node_binaries()
+    missing = sorted({str(p.parent) for p in paths.values() if not p.is_file()})
+    if not missing:
+        return paths
+    cache_root().mkdir(parents=True, exist_ok=True)
+    go = check_go()
+    total = time.monotonic()
+    _log("building the real node's runtime (containerd, CNI plugins, CoreDNS, pause) "
+         "into the cache (first time only)")
+    for directory, build_it in ((containerd_dir(), _build_containerd), (cni_dir(), _build_cni),
+                                (coredns_dir(), _build_coredns), (pause_dir(), _build_pause)):
+        if str(directory) in missing:
+            build_it(go)
+    _log(f"node runtime built in {time.monotonic() - total:.1f}s")
+    return paths
+
+
+def ensure_binaries(*, helm: bool = False, node: bool = False) -> dict[str, Path]:
     """Build what is missing; return the path of every binary. Cached builds cost nothing."""
     wanted = ["etcd", *versions.K8S_BINARIES] + (["helm"] if helm else [])
     missing = [b for b in wanted if not binary(b).is_file()]
@@ -217,15 +321,20 @@ def ensure_binaries(*, helm: bool = False) -> dict[str, Path]:
         _log(f"all binaries built in {time.monotonic() - total:.1f}s")
     else:
         _log(f"using cached binaries in {cache_root()}")
-    return {b: binary(b) for b in wanted}
+    result = {b: binary(b) for b in wanted}
+    if node:
+        result.update(ensure_node_binaries())
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kernelkeeper local build", description=__doc__)
     parser.add_argument("--helm", action="store_true", help="also build helm")
+    parser.add_argument("--node", action="store_true",
+                        help="also build the real node (containerd, CNI plugins, CoreDNS, pause)")
     args = parser.parse_args(argv)
     try:
-        paths = ensure_binaries(helm=args.helm)
+        paths = ensure_binaries(helm=args.helm, node=args.node)
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -24,6 +24,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--detach", action="store_true", help="leave it running in the background")
     up.add_argument("--control-plane-only", action="store_true",
                     help="start only etcd and the Kubernetes components")
+    up.add_argument("--node", choices=["real", "process"], default="real",
+                    help="real: containerd, kubelet, kube-proxy and CoreDNS, pods as containers "
+                         "of the locally built images (default); process: the simulated node "
+                         "that runs pods as host processes")
     up.add_argument("--replicas", type=int, default=1,
                     help="gateway replicas (default 1); two or more get nginx in front")
     up.add_argument("--availability-mode", default="active-active",
@@ -34,6 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lsub.add_parser("down", help="stop exactly the processes `up` started")
     b = lsub.add_parser("build", help="build (or reuse) the control-plane binaries")
     b.add_argument("--helm", action="store_true", help="also build helm")
+    b.add_argument("--node", action="store_true",
+                   help="also build the real node (containerd, CNI plugins, CoreDNS, pause) "
+                        "and its images")
     local.set_defaults(func=run)
 
 
@@ -52,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     env = LocalEnvironment(args.state_dir or default_state_dir())
     try:
         if args.local_cmd == "build":
-            return build.main(["--helm"] if args.helm else [])
+            return build.main((["--helm"] if args.helm else []) + (["--node"] if args.node else []))
         if args.local_cmd == "status":
             if not env.load():
                 if args.json:
@@ -76,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             env.down()
             return 0
         # up
+        env.real_node = args.node == "real"
         env.up(stages=stages_for(args))
         _print_usage(env)
         if args.detach:

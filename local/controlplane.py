@@ -36,25 +36,37 @@ def etcd_cmd(etcd: Path, data_dir: Path, client_port: int, peer_port: int) -> li
     ]
 
 
-def apiserver_cmd(apiserver: Path, pki: Pki, etcd_port: int, port: int) -> list[str]:
+def apiserver_cmd(apiserver: Path, pki: Pki, etcd_port: int, port: int, *,
+                  host: str = "127.0.0.1", kubelet_client: tuple[Path, Path] | None = None
+                  ) -> list[str]:
+    """`host` is loopback, or the real node's bridge address so that pods reach it too."""
+    if kubelet_client:
+        # logs, exec and port-forward go to the kubelet over TLS, verified both ways.
+        node = [f"--kubelet-client-certificate={kubelet_client[0]}",
+                f"--kubelet-client-key={kubelet_client[1]}",
+                f"--kubelet-certificate-authority={pki.ca_cert}",
+                # Never resolve the node's name: the host's resolver is off this machine.
+                "--kubelet-preferred-address-types=InternalIP"]
+    else:
+        # Endpoints may not hold loopback addresses, so the apiserver must not try to publish
+        # its own (127.0.0.1) address for the `kubernetes` Service.
+        node = ["--endpoint-reconciler-type=none"]
     return [
         str(apiserver),
         f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        f"--bind-address={host}",
+        f"--advertise-address={host}",
         f"--secure-port={port}",
         f"--tls-cert-file={pki.serving_cert}",
         f"--tls-private-key-file={pki.serving_key}",
         f"--client-ca-file={pki.client_ca_cert}",
-        f"--service-account-issuer=https://127.0.0.1:{port}",
+        f"--service-account-issuer=https://{host}:{port}",
         f"--service-account-key-file={pki.sa_pub}",
         f"--service-account-signing-key-file={pki.sa_key}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--authorization-mode=Node,RBAC",
         "--allow-privileged=true",
-        # Endpoints may not hold loopback addresses, so the apiserver must not try to publish
-        # its own (127.0.0.1) address for the `kubernetes` Service.
-        "--endpoint-reconciler-type=none",
+        *node,
         "--profiling=false",
         "-v=1",
     ]

@@ -47,6 +47,9 @@ class LocalEnvironment:
     state_dir: Path = field(default_factory=default_state_dir)
     records: list[ProcessRecord] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    # The real node (containerd, kubelet, kube-proxy, CoreDNS) instead of the process node:
+    # its network goes up before the control plane, which then listens on the node's address.
+    real_node: bool = False
 
     # ------------------------------------------------------------------ state
 
@@ -132,13 +135,25 @@ class LocalEnvironment:
             )
         started = time.monotonic()
         self.records, self.info = [], {}
-        bins = build.ensure_binaries()
+        bins = build.ensure_binaries(node=self.real_node)
         # Stale data from a previous run would resurrect old objects: start from scratch.
-        for sub in ("etcd", "pki", "logs"):
+        for sub in ("etcd", "pki", "logs", "node"):
             _rmtree(self.state_dir / sub)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
+            if self.real_node:
+                from kernelkeeper.local.realnode import layout, network
+
+                self.info["real_node"] = True
+                self.save()
+                network.setup(layout.NodeLayout(self.state_dir))
+                _say(f"node network {layout.BRIDGE} {layout.NODE_IP} up; pod range "
+                     f"{layout.POD_CIDR} and Service range {layout.SERVICE_CIDR} stay local")
             self._start_control_plane(bins, ready_timeout)
+            if self.real_node:
+                from kernelkeeper.local.realnode import runtime
+
+                runtime.start(self)
             for stage in stages or []:
                 stage(self)
         except BaseException:
@@ -150,16 +165,25 @@ class LocalEnvironment:
 
     def _start_control_plane(self, bins: dict[str, Path], ready_timeout: float) -> None:
         keys = pki.generate(self.state_dir / "pki")
-        etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+        host = "127.0.0.1"
+        kubelet_client = None
+        if self.real_node:
+            from kernelkeeper.local.realnode import layout
+
+            host = layout.NODE_IP
+            kubelet_client = pki.client_cert(keys, self.state_dir / "pki", "apiserver-kubelet-client",
+                                             "kube-apiserver-kubelet-client", "system:masters")
+        etcd_port, peer_port, api_port = free_port(), free_port(), free_port(host)
         t0 = time.monotonic()
         self.start("etcd", controlplane.etcd_cmd(bins["etcd"], self.state_dir / "etcd", etcd_port,
                                                  peer_port),
                    ports={"client": etcd_port, "peer": peer_port})
-        self.info["server"] = f"https://127.0.0.1:{api_port}"
+        self.info["server"] = f"https://{host}:{api_port}"
         self.info["kubectl"] = str(bins["kubectl"])
         self.info["pki"] = str(self.state_dir / "pki")
         api = self.start("kube-apiserver",
-                         controlplane.apiserver_cmd(bins["kube-apiserver"], keys, etcd_port, api_port),
+                         controlplane.apiserver_cmd(bins["kube-apiserver"], keys, etcd_port, api_port,
+                                                    host=host, kubelet_client=kubelet_client),
                          ports={"secure": api_port})
         controlplane.write_kubeconfig(self.kubeconfig, self.server, keys.ca_cert, keys.admin_cert,
                                       keys.admin_key, "admin")
@@ -218,12 +242,16 @@ class LocalEnvironment:
         """Stop every recorded process, newest first (gateways before the apiserver)."""
         if not self.records and not self.load():
             raise EnvironmentError_(f"nothing to stop: no local environment in {self.state_dir}")
-        if not self.running():
+        if not self.running() and not self.info.get("real_node"):
             self.state_path.unlink(missing_ok=True)
             self.records = []
             raise EnvironmentError_(f"nothing to stop: the local environment in {self.state_dir} "
                                     "is not running")
         lines = [stop(r) for r in reversed(self.records)]
+        if self.info.get("real_node"):
+            from kernelkeeper.local.realnode import cleanup
+
+            lines += cleanup.cleanup(self.state_dir)
         if not quiet:
             for line in lines:
                 _say(line)

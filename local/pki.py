@@ -1,7 +1,8 @@
 """Certificates for the local control plane: a serving CA, a client CA, an admin cert, SA keys.
 
 Everything is ECDSA P-256, generated fresh in the state directory on every `local up`, and only
-ever valid for loopback names.
+ever valid for this machine's names: loopback, the node's bridge address and the `kubernetes`
+Service.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def _leaf(
     subject: x509.Name,
     *,
     server: bool,
+    ips: tuple[str, ...] = (),
+    dns: tuple[str, ...] = (),
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = _key()
     now = dt.datetime.now(dt.UTC)
@@ -98,13 +101,8 @@ def _leaf(
     if server:
         builder = builder.add_extension(
             x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.DNSName("kubernetes"),
-                    x509.DNSName("kubernetes.default.svc"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
-                ]
+                [x509.DNSName(d) for d in ("localhost", *dns)]
+                + [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", *ips)]
             ),
             critical=False,
         )
@@ -126,6 +124,13 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     path.chmod(0o600)
 
 
+# The API server is reached as these names and addresses: from the host, and from pods through
+# the `kubernetes` Service (ClusterIP 10.0.0.1) or, with the real node, its bridge address.
+APISERVER_DNS = ("kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                 "kubernetes.default.svc.cluster.local")
+APISERVER_IPS = ("10.0.0.1", "10.88.0.1")
+
+
 def generate(directory: Path) -> Pki:
     directory.mkdir(parents=True, exist_ok=True)
     pki = Pki(
@@ -140,11 +145,14 @@ def generate(directory: Path) -> Pki:
         sa_pub=directory / "sa.pub",
     )
     ca, ca_key = _ca("kernelkeeper-local-ca")
-    serving, serving_key = _leaf(ca, ca_key, _name("kube-apiserver"), server=True)
+    serving, serving_key = _leaf(ca, ca_key, _name("kube-apiserver"), server=True,
+                                ips=APISERVER_IPS, dns=APISERVER_DNS)
     client_ca, client_ca_key = _ca("kernelkeeper-local-client-ca")
     admin, admin_key = _leaf(client_ca, client_ca_key, _name("admin", "system:masters"), server=False)
     sa_key = _key()
     _write_cert(pki.ca_cert, ca)
+    # Kept so that node certificates (kubelet serving) can be signed by the same CA.
+    _write_key(directory / "ca.key", ca_key)
     _write_cert(pki.serving_cert, serving)
     _write_key(pki.serving_key, serving_key)
     _write_cert(pki.client_ca_cert, client_ca)
@@ -166,6 +174,19 @@ def client_cert(pki: Pki, directory: Path, name: str, cn: str, org: str | None) 
     ca_key = serialization.load_pem_private_key(pki.client_ca_key.read_bytes(), None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     cert, key = _leaf(ca, ca_key, _name(cn, org), server=False)
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    _write_cert(cert_path, cert)
+    _write_key(key_path, key)
+    return cert_path, key_path
+
+
+def serving_cert(pki: Pki, directory: Path, name: str, cn: str, *, ips: tuple[str, ...],
+                 dns: tuple[str, ...]) -> tuple[Path, Path]:
+    """A serving certificate signed by the serving CA (the kubelet's, for logs and exec)."""
+    ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key((pki.ca_cert.parent / "ca.key").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    cert, key = _leaf(ca, ca_key, _name(cn), server=True, ips=ips, dns=dns)
     cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
     _write_cert(cert_path, cert)
     _write_key(key_path, key)

@@ -17,8 +17,10 @@ def stages_for(args: argparse.Namespace) -> list[Stage]:
     from kernelkeeper.local.node.stage import node_stage
     from kernelkeeper.operator.stage import operator_stage
 
-    # The node first: the operator's kernel pods need somewhere to run.
-    return [node_stage, operator_stage,
+    # The node first: the operator's kernel pods need somewhere to run. The real node is part
+    # of the environment itself (it starts with the control plane).
+    first = [] if getattr(args, "node", "process") == "real" else [node_stage]
+    return [*first, operator_stage,
             lambda env: gateway_stage(env, replicas=getattr(args, "replicas", 1),
                                       availability_mode=getattr(args, "availability_mode",
                                                                 "active-active"))]

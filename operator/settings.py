@@ -30,8 +30,10 @@ class OperatorConfig:
     kernelspec_dirs: tuple[str, ...] = ()
     # The kernel Pod's command; locally the venv's python, in an image plain `python`.
     launcher_command: tuple[str, ...] = DEFAULT_LAUNCHER
-    # Default image when a kernel spec names none.
-    default_image: str = "quay.io/jupyter/minimal-notebook:latest"
+    # Image for kernel Pods whose kernel spec names none: the kernelkeeper image, which holds
+    # the launcher and ipykernel (the chart passes its own image here).
+    default_image: str = field(default_factory=lambda: os.environ.get(
+        "KERNELKEEPER_KERNEL_IMAGE", "kernelkeeper:0.1.0"))
     image_pull_policy: str = "IfNotPresent"
     # spec.env names allowed besides KERNEL_*.
     env_allow: tuple[str, ...] = ()

@@ -14,15 +14,19 @@ LEADING = "is the leader"
 
 
 def operator_stage(env: LocalEnvironment, *, timeout: float = 60.0) -> None:
-    # Kernel pods run as host processes here, so the launcher is this very interpreter.
-    launcher = shlex.join([sys.executable, "-m", "kernelkeeper.kernel"])
+    if env.info.get("real_node"):
+        # Kernel pods are containers of the locally built image, which no registry serves.
+        pods = ["--default-image", str(env.info["image"]), "--image-pull-policy", "Never"]
+    else:
+        # Kernel pods run as host processes here, so the launcher is this very interpreter.
+        pods = ["--launcher-command", shlex.join([sys.executable, "-m", "kernelkeeper.kernel"])]
     record = env.start(
         OPERATOR_COMPONENT,
         # Supervised: an operator that loses its Lease exits non-zero on purpose, and in a
         # cluster its Deployment would start a fresh one.
         [sys.executable, "-m", "kernelkeeper.local.supervise", "--",
          sys.executable, "-m", "kernelkeeper", "operator", "--kubeconfig", str(env.kubeconfig),
-         "--launcher-command", launcher, "--identity", "local-operator",
+         *pods, "--identity", "local-operator",
          "--lease-namespace", "default"],
     )
     log = Path(record.log)
