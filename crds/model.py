@@ -49,6 +49,9 @@ REASON_POD_LOST = "PodLost"
 REASON_UNKNOWN_SPEC = "UnknownKernelSpec"
 REASON_INVALID_ENV = "InvalidEnv"
 REASON_UNSCHEDULABLE = "Unschedulable"
+# The kernel's image cannot be had (ErrImageNeverPull, ImagePullBackOff, ...); the message
+# carries the kubelet's reason and words.
+REASON_IMAGE_ERROR = "ImageError"
 REASON_FAILED = "Failed"
 REASON_CULLED = "Culled"
 REASON_TERMINATING = "Terminating"

@@ -12,9 +12,10 @@ from typing import Any
 
 from kernelkeeper.crds import model as crd
 
-# Ready=False reasons after which the kernel will not come back on its own.
+# Ready=False reasons after which the kernel will not come back on its own (an image that
+# cannot be had may appear later, but a client waiting for it would only see a hang).
 TERMINAL_REASONS = {crd.REASON_UNKNOWN_SPEC, crd.REASON_INVALID_ENV, crd.REASON_FAILED,
-                    crd.REASON_CULLED, crd.REASON_TERMINATING}
+                    crd.REASON_CULLED, crd.REASON_TERMINATING, crd.REASON_IMAGE_ERROR}
 
 
 def format_time(value: dt.datetime) -> str:

@@ -9,6 +9,11 @@ from typing import Any
 from kernelkeeper.operator.render import ANN_INCARNATION, ANN_RESTARTS_BASE, CONTAINER
 
 
+# Waiting reasons of a container whose image cannot be had: retrying will not help by itself.
+IMAGE_ERRORS = frozenset({"ErrImageNeverPull", "ImagePullBackOff", "ErrImagePull",
+                          "InvalidImageName", "ImageInspectError"})
+
+
 @dataclass(frozen=True)
 class PodView:
     name: str
@@ -22,6 +27,7 @@ class PodView:
     unschedulable: str | None  # the scheduler's message
     waiting: str | None  # why the container is not running yet
     terminated: str | None  # how the container ended
+    image_error: str | None = None  # the kubelet's reason and message when the image is the problem
 
     @property
     def live(self) -> bool:
@@ -44,7 +50,7 @@ def view(pod: Mapping[str, Any]) -> PodView:
     unschedulable = None
     if sched.get("status") == "False" and sched.get("reason") == "Unschedulable":
         unschedulable = sched.get("message") or "the scheduler found no node for the pod"
-    waiting = terminated = None
+    waiting = terminated = image_error = None
     for cs in status.get("containerStatuses") or []:
         if cs.get("name") != CONTAINER:
             continue
@@ -52,6 +58,8 @@ def view(pod: Mapping[str, Any]) -> PodView:
         if "waiting" in state:
             w = state["waiting"] or {}
             waiting = ": ".join(x for x in (w.get("reason"), w.get("message")) if x) or None
+            if w.get("reason") in IMAGE_ERRORS:
+                image_error = waiting
         if "terminated" in state:
             t = state["terminated"] or {}
             terminated = (f"exit code {t.get('exitCode')}"
@@ -69,6 +77,7 @@ def view(pod: Mapping[str, Any]) -> PodView:
         unschedulable=unschedulable,
         waiting=waiting,
         terminated=terminated,
+        image_error=image_error,
     )
 
 

@@ -305,6 +305,10 @@ class Reconciler:
             readiness = Readiness(False, crd.REASON_UNSCHEDULABLE, (
                 f"kernel pod {pod.name} cannot be scheduled: {pod.unschedulable.rstrip('.')}; "
                 f"{hint}"))
+        elif pod.image_error:
+            readiness = Readiness(False, crd.REASON_IMAGE_ERROR, (
+                f"kernel pod {pod.name} cannot start its image: {pod.image_error}; import or "
+                "push the image, or fix the kernel spec's image"))
         elif ready:
             readiness = Readiness(True, crd.REASON_RUNNING,
                                   f"kernel is running in pod {pod.name} at {pod.ip}")

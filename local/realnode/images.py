@@ -167,28 +167,38 @@ def ensure_kernelkeeper_image(root: Path = REPO_ROOT) -> tuple[str, Path]:
     if archive.is_file():
         return name, archive
     base = ensure_base_image()
-    log = images_dir() / "kernelkeeper-build.log"
-    log.write_text("")
     start = time.monotonic()
-    mounts = []
-    # RUN steps reach the same package index as this machine's pip, with its settings and CAs.
-    for path in ("/etc/pip.conf", "/etc/ssl/certs"):
-        if os.path.exists(path):
-            mounts += ["-v", f"{path}:{path}:ro"]
-    _run(f"kernelkeeper: buildah bud Dockerfile on {base} (first time: a few minutes)",
-         ["buildah", *_buildah_flags(), "bud", "--isolation", "chroot", "--network", "host",
-          "--layers", *mounts, "--build-arg", f"BASE_IMAGE={base}", "-t", name, "."], log,
-         cwd=root)
-    partial = archive.with_suffix(".partial")
-    partial.unlink(missing_ok=True)
-    _run("kernelkeeper: write the OCI archive",
-         ["buildah", *_buildah_flags(), "push", "-q", name, f"oci-archive:{partial}:{name}"], log)
-    partial.rename(archive)
+    build_dockerfile(root, name, archive, build_args={"BASE_IMAGE": base},
+                     log=images_dir() / "kernelkeeper-build.log")
     for old in images_dir().glob("kernelkeeper-*.tar"):
         if old != archive:
             old.unlink(missing_ok=True)
     _log(f"kernelkeeper image {name} ready in {time.monotonic() - start:.1f}s")
     return name, archive
+
+
+def build_dockerfile(context: Path, name: str, archive: Path, *,
+                     build_args: dict[str, str] | None = None, log: Path | None = None) -> Path:
+    """`buildah bud` a Dockerfile in `context` and write the image as an OCI archive."""
+    need_tools()
+    images_dir().mkdir(parents=True, exist_ok=True)
+    log = log or images_dir() / f"build-{archive.stem}.log"
+    log.write_text("")
+    mounts = []
+    # RUN steps reach the same package index as this machine's pip, with its settings and CAs.
+    for path in ("/etc/pip.conf", "/etc/ssl/certs"):
+        if os.path.exists(path):
+            mounts += ["-v", f"{path}:{path}:ro"]
+    args = [a for k, v in (build_args or {}).items() for a in ("--build-arg", f"{k}={v}")]
+    _run(f"{name}: buildah bud {context.name}/Dockerfile",
+         ["buildah", *_buildah_flags(), "bud", "--isolation", "chroot", "--network", "host",
+          "--layers", *mounts, *args, "-t", name, "."], log, cwd=context)
+    partial = archive.with_suffix(".partial")
+    partial.unlink(missing_ok=True)
+    _run(f"{name}: write the OCI archive",
+         ["buildah", *_buildah_flags(), "push", "-q", name, f"oci-archive:{partial}:{name}"], log)
+    partial.rename(archive)
+    return archive
 
 
 # ---------------------------------------------------------------------- one-binary images
