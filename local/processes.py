@@ -99,9 +99,40 @@ def spawn(
 
 
 def stop(record: ProcessRecord, *, timeout: float = 10.0) -> str:
-    """SIGTERM, wait, then SIGKILL. Returns a short description of what happened."""
+    """SIGTERM, wait, then SIGKILL; then whatever is left of its session. Returns what happened.
+
+    Each component runs in a session of its own (spawn), so the session names everything it
+    started: a supervisor's child that was being restarted when the SIGTERM came, and so never
+    got it, is found and killed here instead of outliving `down`.
+    """
     if not record.alive():
-        return f"{record.name} (pid {record.pid}) was not running"
+        return _stop_session(record, f"{record.name} (pid {record.pid}) was not running")
+    line = _stop_leader(record, timeout)
+    return _stop_session(record, line)
+
+
+def _stop_session(record: ProcessRecord, line: str) -> str:
+    leader = procstat.read(record.pid)
+    if record.start_ticks is None or (leader is not None and leader.state not in ("Z", "X")
+                                      and leader.start_ticks != record.start_ticks):
+        # The pid now names another process, so its session is not ours to end.
+        return line
+    left = procstat.session_members(record.pid)
+    if not left:
+        return line
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for _ in range(100):
+        for pid in left:
+            _reap(pid)
+        if not procstat.session_members(record.pid):
+            break
+        time.sleep(0.05)
+    return f"{line}; killed {len(left)} leftover process(es) of its session"
+
+
+def _stop_leader(record: ProcessRecord, timeout: float) -> str:
     with contextlib.suppress(ProcessLookupError):
         os.kill(record.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout

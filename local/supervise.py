@@ -43,6 +43,9 @@ def supervise(cmd: Sequence[str]) -> int:
     while True:
         started = time.monotonic()
         child = subprocess.Popen(list(cmd))
+        if stopping:
+            # The signal came while this child was being started, before `forward` knew it.
+            child.terminate()
         code = child.wait()
         if stopping:
             return code
