@@ -410,7 +410,8 @@ class KernelKeeperEnvironment:
         if reason:
             raise TargetUnavailable(reason)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        args = ["up", "--detach"]
+        # Host processes: the bench signals the gateway's own process (failover scenarios).
+        args = ["up", "--detach", "--deploy", "processes"]
         if self.replicas != 1:
             args += ["--replicas", str(self.replicas)]
         args += ["--availability-mode", self.availability_mode]

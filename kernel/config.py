@@ -94,7 +94,7 @@ def kernel_command(argv: list[str], connection_file: Path) -> list[str]:
     """The kernel spec's argv made runnable here, the way jupyter_client does it.
 
     A bare ``python``/``python3`` means "the Python this launcher runs on", so a kernel spec
-    written for an image also works in a virtualenv or on the local process node.
+    written for an image also works in a virtualenv (tests run the launcher on the host).
     """
     pythons = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
     cmd = [a.replace("{connection_file}", str(connection_file)) for a in argv]

@@ -78,6 +78,7 @@ class Supervisor:
         ready_timeout: float = 60.0,
         hb_interval: float = 2.0,
         hb_failures: int = 3,
+        shutdown_grace: float = 3.0,
         stable_after: float = 60.0,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
@@ -88,6 +89,8 @@ class Supervisor:
         self.ready_timeout = ready_timeout
         self.hb_interval = hb_interval
         self.hb_failures = hb_failures
+        self.shutdown_grace = shutdown_grace
+        self._reaped = False
         self.stable_after = stable_after
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
@@ -102,6 +105,7 @@ class Supervisor:
         self.last_restart: dict[str, Any] | None = None
         self._stop = asyncio.Event()
         self._shutdown_reply: dict[str, Any] | None = None
+        self._shutdown_seen = asyncio.Event()
         self._iopub_alive = asyncio.Event()
         self._proc: asyncio.subprocess.Process | None = None
 
@@ -130,6 +134,7 @@ class Supervisor:
         try:
             while not self._stop.is_set():
                 self._shutdown_reply = None
+                self._shutdown_seen.clear()
                 self._iopub_alive.clear()
                 began = time.monotonic()
                 outcome, detail = await self._run_once(cmd, env)
@@ -181,15 +186,17 @@ class Supervisor:
         self._proc, self.pid = proc, proc.pid
         log.info("kernel %s started: pid %d, %s", self.cfg.kernel_id, proc.pid, " ".join(cmd))
         health = asyncio.create_task(self._health(proc))
+        reaper = asyncio.create_task(self._reap_after_shutdown(proc))
         exited = asyncio.create_task(proc.wait())
         stopping = asyncio.create_task(self._stop.wait())
         try:
             await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            health.cancel()
-            stopping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await health
+            for task in (health, reaper, stopping):
+                task.cancel()
+            for task in (health, reaper):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self.ready = False
         if not exited.done():
             await self._terminate(proc)
@@ -202,11 +209,30 @@ class Supervisor:
             while self._shutdown_reply is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
         reply = self._shutdown_reply
-        if rc == 0 and reply is not None:
+        # Killed by the reaper after it replied: the client's request decides, not the signal.
+        if reply is not None and (rc == 0 or self._reaped):
             if reply.get("restart"):
                 return RESTART, "shutdown_request with restart=true"
             return SHUTDOWN, "shutdown_request without restart"
         return CRASH, f"kernel process exited with status {rc}"
+
+    async def _reap_after_shutdown(self, proc: asyncio.subprocess.Process) -> None:
+        """A kernel that replied to shutdown_request but does not exit is killed, as
+        jupyter_client does after its shutdown_wait_time.
+
+        ipykernel can hang in its own close: seen in kernel Pods, the control thread blocked
+        sending a warning to an iopub thread that had already stopped, after an interrupt and
+        a restart. Without this the restart never completed and the client waited it out.
+        """
+        self._reaped = False
+        await self._shutdown_seen.wait()
+        try:
+            await asyncio.wait_for(asyncio.shield(proc.wait()), self.shutdown_grace)
+        except TimeoutError:
+            log.warning("kernel %s replied to shutdown but did not exit within %.0fs; killing it",
+                        self.cfg.kernel_id, self.shutdown_grace)
+            self._reaped = True
+            _kill_group(proc.pid)
 
     async def _terminate(self, proc: asyncio.subprocess.Process, grace: float = 5.0) -> None:
         _kill_group(proc.pid, signal.SIGTERM)
@@ -333,5 +359,6 @@ class Supervisor:
                         continue
                     if msg["msg_type"] == "shutdown_reply":
                         self._shutdown_reply = dict(msg["content"])
+                        self._shutdown_seen.set()
         finally:
             sock.close(linger=0)

@@ -16,9 +16,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     local_cli.add_parser(sub)
     __import__("kernelkeeper.operator.cli", fromlist=["add_parser"]).add_parser(sub)
-    from kernelkeeper.local.node import cli as node_cli
-
-    node_cli.add_parser(sub)
     __import__("kernelkeeper.gateway.cli", fromlist=["add_parser"]).add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)

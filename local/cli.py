@@ -23,13 +23,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     up = lsub.add_parser("up", help="start the control plane and kernelkeeper's components")
     up.add_argument("--detach", action="store_true", help="leave it running in the background")
     up.add_argument("--control-plane-only", action="store_true",
-                    help="start only etcd and the Kubernetes components")
-    up.add_argument("--node", choices=["real", "process"], default="real",
-                    help="real: containerd, kubelet, kube-proxy and CoreDNS, pods as containers "
-                         "of the locally built images (default); process: the simulated node "
-                         "that runs pods as host processes")
-    up.add_argument("--replicas", type=int, default=1,
-                    help="gateway replicas (default 1); two or more get nginx in front")
+                    help="start only etcd and the control plane (no node, on loopback)")
+    up.add_argument("--deploy", choices=["chart", "processes"], default="chart",
+                    help="chart: the Helm chart, operator and gateways as Pods of the local "
+                         "image (default); processes: operator and gateways as host processes")
+    up.add_argument("--replicas", type=int, default=None,
+                    help="gateway replicas (default 2 with the chart, 1 as processes; two or "
+                         "more processes get nginx in front)")
     up.add_argument("--availability-mode", default="active-active",
                     choices=["active-active", "active-passive", "replication", "standalone"],
                     help="gateway availability mode (Enterprise Gateway's names accepted)")
@@ -49,7 +49,13 @@ def _print_usage(env: LocalEnvironment) -> None:
     print(f"export KUBECONFIG={st['kubeconfig']}")
     if st.get("gateway_url"):
         print(f"Gateway URL: {st['gateway_url']}")
-        print(f"  jupyter lab --gateway-url={st['gateway_url']}")
+        token = st.get("gateway_token")
+        if token:
+            print(f"Gateway token: {token}")
+            print(f"  jupyter lab --gateway-url={st['gateway_url']} "
+                  f"--GatewayClient.auth_token={token}")
+        else:
+            print(f"  jupyter lab --gateway-url={st['gateway_url']}")
     print(f"Logs: {env.logs}/")
     print("Stop: kernelkeeper local down" + (f" --state-dir {env.state_dir}"
                                               if env.state_dir != default_state_dir() else ""))
@@ -83,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
             env.down()
             return 0
         # up
-        env.real_node = args.node == "real"
+        # --control-plane-only is etcd and the control plane on loopback, no node at all.
+        env.real_node = not args.control_plane_only
         env.up(stages=stages_for(args))
         _print_usage(env)
         if args.detach:

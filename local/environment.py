@@ -1,9 +1,10 @@
 """The local environment: a real control plane plus kernelkeeper's own processes, in a state dir.
 
-`up` starts etcd, kube-apiserver, kube-controller-manager and kube-scheduler on free loopback
-ports, waits for /readyz, writes a kubeconfig and installs the CRDs; later stages add the process
-node, the operator and the gateways. Everything started is recorded in ``state.json`` so that
-`status` can report it and `down` can stop exactly those processes.
+`up` starts etcd, kube-apiserver, kube-controller-manager and kube-scheduler on free ports,
+waits for /readyz, writes a kubeconfig and installs the CRDs; then the real node
+(local/realnode/), and later stages the operator and the gateways (the chart, or host
+processes). Everything started is recorded in ``state.json`` so that `status` can report it and
+`down` can stop exactly those processes (and, for the node, undo what it did to the host).
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ class LocalEnvironment:
     state_dir: Path = field(default_factory=default_state_dir)
     records: list[ProcessRecord] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
-    # The real node (containerd, kubelet, kube-proxy, CoreDNS) instead of the process node:
-    # its network goes up before the control plane, which then listens on the node's address.
+    # The real node (containerd, kubelet, kube-proxy, CoreDNS); without it only the control
+    # plane runs, on loopback. Its network goes up before the control plane, which then
+    # listens on the node's address so that pods reach it too.
     real_node: bool = False
 
     # ------------------------------------------------------------------ state
@@ -102,6 +104,7 @@ class LocalEnvironment:
             "kubeconfig": str(self.kubeconfig) if self.records else None,
             "server": self.info.get("server"),
             "gateway_url": self.info.get("gateway_url"),
+            "gateway_token": self.info.get("gateway_token"),
             "components": {
                 r.name: {
                     "pid": r.pid,

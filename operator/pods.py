@@ -8,7 +8,6 @@ from typing import Any
 
 from kernelkeeper.operator.render import ANN_INCARNATION, ANN_RESTARTS_BASE, CONTAINER
 
-
 # Waiting reasons of a container whose image cannot be had: retrying will not help by itself.
 IMAGE_ERRORS = frozenset({"ErrImageNeverPull", "ImagePullBackOff", "ErrImagePull",
                           "InvalidImageName", "ImageInspectError"})

@@ -1,8 +1,7 @@
-"""The `operator` stage of `kernelkeeper local up`: the operator next to the process node."""
+"""The `operator` stage of `kernelkeeper local up --deploy processes`: a host-process operator."""
 
 from __future__ import annotations
 
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -14,12 +13,10 @@ LEADING = "is the leader"
 
 
 def operator_stage(env: LocalEnvironment, *, timeout: float = 60.0) -> None:
-    if env.info.get("real_node"):
-        # Kernel pods are containers of the locally built image, which no registry serves.
-        pods = ["--default-image", str(env.info["image"]), "--image-pull-policy", "Never"]
-    else:
-        # Kernel pods run as host processes here, so the launcher is this very interpreter.
-        pods = ["--launcher-command", shlex.join([sys.executable, "-m", "kernelkeeper.kernel"])]
+    if not env.info.get("real_node"):
+        raise RuntimeError("the operator's kernel Pods need the real node")
+    # Kernel pods are containers of the locally built image, which no registry serves.
+    pods = ["--default-image", str(env.info["image"]), "--image-pull-policy", "Never"]
     record = env.start(
         OPERATOR_COMPONENT,
         # Supervised: an operator that loses its Lease exits non-zero on purpose, and in a

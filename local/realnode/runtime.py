@@ -44,10 +44,23 @@ def _wait(what: str, check: Callable[[], bool], alive: Callable[[], bool], timeo
     raise TimeoutError(f"{what} not ready within {timeout:.0f}s; see {log}")
 
 
+# Nothing is ever pulled: an image a Pod names but the node lacks must fail on this machine,
+# never become a registry lookup. Every registry request of containerd goes to this proxy,
+# a closed port on loopback, so it fails at once without even resolving the registry's name.
+NO_REGISTRY_PROXY = "http://127.0.0.1:9"
+
+
 def _path_env(*dirs: Path) -> dict[str, str]:
     path = os.pathsep.join([*(str(d) for d in dirs), os.environ.get("PATH", ""),
                             "/usr/local/sbin", "/usr/sbin", "/sbin"])
     return {**os.environ, "PATH": path}
+
+
+def _containerd_env(bin_dir: Path) -> dict[str, str]:
+    """containerd's environment: its shim on PATH, and registries unreachable by design."""
+    env = {k: v for k, v in _path_env(bin_dir).items()
+           if k.lower() not in ("no_proxy", "http_proxy", "https_proxy", "all_proxy")}
+    return {**env, "HTTP_PROXY": NO_REGISTRY_PROXY, "HTTPS_PROXY": NO_REGISTRY_PROXY}
 
 
 def runc_binary() -> str:
@@ -84,7 +97,7 @@ def start(env: LocalEnvironment, *, timeout: float = 120.0) -> None:
         json.dumps(configs.cni_conflist(lay), indent=2))
     ctr = bins["ctr"]
     rec = env.start("containerd", [str(bins["containerd"]), "--config", str(lay.containerd_config)],
-                    env=_path_env(bins["containerd"].parent))
+                    env=_containerd_env(bins["containerd"].parent))
 
     def containerd_up() -> bool:
         out = subprocess.run([str(ctr), "--address", str(lay.containerd_socket), "version"],

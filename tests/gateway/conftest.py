@@ -1,5 +1,5 @@
 """Gateway tests run against the real control plane, with kernels run by the real operator
-(kopf, in-pod launcher) on the process node."""
+(kopf, in-pod launcher) in containers on the real node."""
 
 from __future__ import annotations
 

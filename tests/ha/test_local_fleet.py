@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from kernelkeeper.local.processes import pid_running
 from tests.gateway.client import KernelWS, http
 from tests.ha.conftest import http_status, wait_until
@@ -29,17 +31,19 @@ def _child(pid: int) -> int:
     return int(children[0])
 
 
+@pytest.mark.own_environment
 def test_local_fleet_active_passive(tmp_path):
     state = tmp_path / "local"
     try:
-        up = _kk("up", "--detach", "--replicas", "2", "--availability-mode", "active-passive",
-                 state=state)
+        up = _kk("up", "--detach", "--deploy", "processes", "--replicas", "2", "--availability-mode", "active-passive",
+                 state=state, timeout=600)
         assert up.returncode == 0, up.stderr[-3000:]
         status = json.loads(_kk("status", "--json", state=state).stdout)
         url = status["gateway_url"]
         assert f"Gateway URL: {url}" in up.stdout
         comps = status["components"]
-        assert {"gateway", "gateway-1", "nginx", "operator", "node"} <= set(comps)
+        assert {"gateway", "gateway-1", "nginx", "operator", "containerd", "kubelet",
+                "kube-proxy"} <= set(comps)
         assert url.endswith(str(comps["nginx"]["ports"]["http"]))
 
         replicas = {name: f"http://127.0.0.1:{comps[name]['ports']['http']}"

@@ -1,20 +1,26 @@
-"""The Helm chart: lints, renders in both availability modes, installs against a real API server.
+"""The Helm chart: lints, renders in both availability modes, installs on the real node.
 
-Pods are not run (there is no container runtime and the image is not pullable here): the install
-proves that the API server accepts every object (server-side validation, RBAC escalation checks).
+The install runs the operator and the gateways as Pods of the kernelkeeper image built from this
+tree (`image.pullPolicy=Never`: it is in the node's containerd), and a kernel started through the
+chart's gateway Service runs in a container of the same image.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from kernelkeeper.local import build
+from kernelkeeper.local.chart import chart_values
 from tests.fixtures.cluster import Cluster
+from tests.gateway.client import KernelWS, http
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "kernelkeeper"
@@ -34,10 +40,11 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
     return binary, env
 
 
-def _helm(helm: tuple[Path, dict[str, str]], *args: str) -> subprocess.CompletedProcess[str]:
+def _helm(helm: tuple[Path, dict[str, str]], *args: str,
+          timeout: float = 60) -> subprocess.CompletedProcess[str]:
     binary, env = helm
     out = subprocess.run([str(binary), *args], capture_output=True, text=True, env=env,
-                         timeout=60, check=False)
+                         timeout=timeout, check=False)
     assert out.returncode == 0, f"helm {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
     return out
 
@@ -86,41 +93,106 @@ def test_template_renders(helm: tuple[Path, dict[str, str]], mode: str) -> None:
     assert selector.items() <= pod_labels.items()
 
 
-def test_install_against_the_api_server(cluster: Cluster,
-                                        helm: tuple[Path, dict[str, str]]) -> None:
+def test_install_runs_on_the_real_node(cluster: Cluster, operator,
+                                       helm: tuple[Path, dict[str, str]]) -> None:
     ns = cluster.new_namespace("helm")
     kube = ("--namespace", ns, "--kubeconfig", str(cluster.kubeconfig))
+    # The session's operator watches every namespace; the chart's own must be the only one here.
+    with operator.paused():
+        try:
+            _helm(helm, "install", "kernelkeeper", str(CHART), *kube, "--skip-crds", "--wait",
+                  "--timeout", "240s",
+                  *chart_values(cluster.image, replicas=2, availability_mode="active-passive"),
+                  "--set", "gateway.service.type=ClusterIP", timeout=300)
+            _check_objects_and_rbac(cluster, ns)
+            _check_a_kernel_through_the_service(cluster, ns)
+            _helm(helm, "uninstall", "kernelkeeper", *kube, "--wait", "--timeout", "120s",
+                  timeout=180)
+            left = cluster.kubectl("get", "-n", ns, "deployment,service,role", "-o",
+                                   "name").stdout
+            assert left.strip() == ""
+        finally:
+            cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def _check_objects_and_rbac(cluster: Cluster, ns: str) -> None:
+    for kind, names in {
+        "deployment": ["kernelkeeper-operator", "kernelkeeper-gateway"],
+        "service": ["kernelkeeper-gateway"],
+        "serviceaccount": ["kernelkeeper-operator", "kernelkeeper-gateway"],
+        "role": ["kernelkeeper-operator", "kernelkeeper-operator-lease", "kernelkeeper-gateway"],
+        "rolebinding": ["kernelkeeper-operator", "kernelkeeper-operator-lease",
+                        "kernelkeeper-gateway"],
+        "secret": ["kernelkeeper-gateway-token"],
+    }.items():
+        cluster.kubectl("get", "-n", ns, kind, *names)
+    for name in ("kernelkeeper-operator", "kernelkeeper-gateway"):
+        dep = json.loads(cluster.kubectl("get", "deployment", "-n", ns, name, "-o",
+                                         "json").stdout)
+        assert dep["status"].get("readyReplicas") == 2 or name.endswith("operator"), dep["status"]
+        assert dep["status"].get("availableReplicas", 0) >= 1, dep["status"]
+        assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == cluster.image
+    # The bindings grant what each component needs, and no more (spot checks).
+    for sa, verb, resource, allowed in [
+        ("operator", "watch", "kernelsessions.kernelkeeper.io", "yes"),
+        ("operator", "patch", "kernelsessions.kernelkeeper.io --subresource=status", "yes"),
+        ("operator", "create", "pods", "yes"),
+        ("operator", "list", "secrets", "no"),
+        ("gateway", "create", "kernelsessions.kernelkeeper.io", "yes"),
+        ("gateway", "update", "leases.coordination.k8s.io", "yes"),
+        ("gateway", "patch", "pods", "yes"),
+        ("gateway", "create", "pods", "no"),
+        ("gateway", "list", "secrets", "no"),
+    ]:
+        out = cluster.kubectl("auth", "can-i", verb, *resource.split(), "-n", ns,
+                              f"--as=system:serviceaccount:{ns}:kernelkeeper-{sa}", check=False)
+        assert out.stdout.strip() == allowed, (sa, verb, resource, out.stdout, out.stderr)
+
+
+def _check_a_kernel_through_the_service(cluster: Cluster, ns: str) -> None:
+    secret = json.loads(cluster.kubectl("get", "secret", "-n", ns, "kernelkeeper-gateway-token",
+                                        "-o", "json").stdout)
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    ip = cluster.kubectl("get", "svc", "-n", ns, "kernelkeeper-gateway", "-o",
+                         "jsonpath={.spec.clusterIP}").stdout
+    url = f"http://{ip}:8888"
+    # active-passive: the Service selects the Lease holder's Pod once it has labelled itself.
+    deadline = time.monotonic() + 120
+    while True:
+        code, _ = http("GET", f"{url}/api/kernelspecs", token=token, timeout=5) \
+            if _reachable(url) else (0, None)
+        if code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert code == 200, "the chart's gateway Service never answered"
+    assert http("GET", f"{url}/api/kernels", timeout=10)[0] in (401, 403), \
+        "the gateway answered without its token"
+    code, model = http("POST", f"{url}/api/kernels", {"name": "python3"}, token=token,
+                       timeout=180)
+    assert code == 201, model
+    ws = KernelWS(url.replace("http://", "ws://"), model["id"], token=token)
     try:
-        _helm(helm, "install", "kernelkeeper", str(CHART), *kube, "--skip-crds", "--wait=false",
-              "--set", "gateway.availabilityMode=active-passive", "--timeout", "50s")
-        for kind, names in {
-            "deployment": ["kernelkeeper-operator", "kernelkeeper-gateway"],
-            "service": ["kernelkeeper-gateway"],
-            "serviceaccount": ["kernelkeeper-operator", "kernelkeeper-gateway"],
-            "role": ["kernelkeeper-operator", "kernelkeeper-operator-lease",
-                     "kernelkeeper-gateway"],
-            "rolebinding": ["kernelkeeper-operator", "kernelkeeper-operator-lease",
-                            "kernelkeeper-gateway"],
-            "secret": ["kernelkeeper-gateway-token"],
-        }.items():
-            cluster.kubectl("get", "-n", ns, kind, *names)
-        # The bindings grant what each component needs, and no more (spot checks).
-        for sa, verb, resource, allowed in [
-            ("operator", "watch", "kernelsessions.kernelkeeper.io", "yes"),
-            ("operator", "patch", "kernelsessions.kernelkeeper.io --subresource=status", "yes"),
-            ("operator", "create", "pods", "yes"),
-            ("operator", "list", "secrets", "no"),
-            ("gateway", "create", "kernelsessions.kernelkeeper.io", "yes"),
-            ("gateway", "update", "leases.coordination.k8s.io", "yes"),
-            ("gateway", "patch", "pods", "yes"),
-            ("gateway", "create", "pods", "no"),
-            ("gateway", "list", "secrets", "no"),
-        ]:
-            out = cluster.kubectl("auth", "can-i", verb, *resource.split(), "-n", ns,
-                                  f"--as=system:serviceaccount:{ns}:kernelkeeper-{sa}", check=False)
-            assert out.stdout.strip() == allowed, (sa, verb, resource, out.stdout, out.stderr)
-        _helm(helm, "uninstall", "kernelkeeper", *kube, "--wait=false")
-        left = cluster.kubectl("get", "-n", ns, "deployment,service,role", "-o", "name").stdout
-        assert left.strip() == ""
+        reply, out, _ = ws.execute("import os; print(os.getuid(), 6 * 7)")
+        assert reply["content"]["status"] == "ok", reply
+        uid, answer = out.split()
+        assert uid != "0" and answer == "42"
     finally:
-        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        ws.close()
+    ks = json.loads(cluster.kubectl("get", "ks", "-n", ns, model["id"], "-o", "json").stdout)
+    pod = json.loads(cluster.kubectl("get", "pod", "-n", ns, ks["status"]["podName"], "-o",
+                                     "json").stdout)
+    assert pod["spec"]["containers"][0]["image"] == cluster.image
+    assert http("DELETE", f"{url}/api/kernels/{model['id']}", token=token)[0] == 204
+
+
+def _reachable(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{url}/healthz", timeout=3).close()
+        return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False

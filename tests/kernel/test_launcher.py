@@ -83,7 +83,7 @@ def launch(tmp_path) -> Iterator:
     started: list[Launched] = []
 
     def start(argv: list[str] = PYTHON_ARGV, **extra: str) -> Launched:
-        # A loopback address of its own, outside the process node's 127.64.0.0/10.
+        # A loopback address of its own for each launcher, so tests never share ports.
         ip = f"127.200.{random.randint(0, 255)}.{random.randint(1, 254)}"
         key = uuid.uuid4().hex
         log = tmp_path / f"launcher-{len(started)}.log"
@@ -260,3 +260,31 @@ def test_a_kernel_that_hangs_without_cpu_is_killed_after_one_timeout(launch):
     text = kernel.log.read_text()
     assert text.count("still working") <= 1  # the interpreter's own start is work
     assert "did not answer and used no CPU for 1s; killing it" in text
+
+
+# A real ipykernel that replies to shutdown_request and then never exits (as ipykernel's own
+# close was seen to hang in kernel Pods): it sleeps in an exit hook.
+HANGS_ON_EXIT = ["python", "-c",
+                 "import atexit, sys, time; atexit.register(time.sleep, 600); "
+                 "from ipykernel import kernelapp; kernelapp.launch_new_instance()",
+                 "-f", "{connection_file}"]
+
+
+def test_a_kernel_that_hangs_after_its_shutdown_reply_is_killed_and_restarted(launch):
+    kernel = launch(HANGS_ON_EXIT)
+    first = kernel.wait(lambda s: s["ready"], what="ready")
+    kc = kernel.client()
+    try:
+        t0 = time.monotonic()
+        kc.control_channel.send(kc.session.msg("shutdown_request", {"restart": True}))
+        assert kc.control_channel.get_msg(timeout=30)["content"]["restart"] is True
+        st = kernel.wait(lambda s: s["ready"] and s["restarts"] == 1, timeout=60,
+                         what="restarted after the hang")
+        took = time.monotonic() - t0
+        assert st["pid"] != first["pid"]
+        # A restart the client asked for, not a crash, even though the process was killed.
+        assert st["lastRestart"]["reason"] == "requested"
+        assert took < 30, took
+    finally:
+        kc.stop_channels()
+    assert "replied to shutdown but did not exit" in kernel.log.read_text()

@@ -1,4 +1,4 @@
-"""Operator tests: the real control plane, the process node and `kernelkeeper operator`."""
+"""Operator tests: the real control plane, the real node and `kernelkeeper operator`."""
 
 from __future__ import annotations
 

@@ -122,3 +122,21 @@ def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "condi
             return value
         time.sleep(0.3)
     raise AssertionError(f"{what} not reached in {timeout}s")
+
+
+def signal_in_pod(cluster, namespace: str, pod: str, pid: int, signum: int) -> None:
+    """Send a signal to a process of the kernel container, from inside it (`kubectl exec`):
+    the launcher reports pids of the container's own PID namespace."""
+    cluster.pod_exec(namespace, pod, f"import os; os.kill({int(pid)}, {int(signum)})")
+
+
+def container_id(cluster, namespace: str, pod: str) -> str:
+    """containerd's id of the kernel container, without the `containerd://` prefix."""
+    p = core(cluster).read_namespaced_pod(pod, namespace)
+    cid = next(cs.container_id for cs in p.status.container_statuses or [] if cs.name == "kernel")
+    return str(cid).removeprefix("containerd://")
+
+
+def container_listed(cluster, cid: str) -> bool:
+    return any(line.split()[0] == cid for line in cluster.ctr("containers", "ls").splitlines()[1:]
+               if line.strip())

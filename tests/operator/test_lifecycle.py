@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 from kernelkeeper.crds import model as crd
 from tests.operator.helpers import (
     apply_session,
+    container_id,
+    container_listed,
     core,
     execute,
     get_session,
@@ -18,14 +19,6 @@ from tests.operator.helpers import (
     wait_ready,
     wait_until,
 )
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_apply_becomes_ready_and_executes(cluster, ns):
@@ -83,13 +76,15 @@ def test_deleted_pod_is_replaced_with_same_key(cluster, ns):
 def test_delete_session_removes_pod_secret_and_process(cluster, ns):
     kid = apply_session(cluster, ns)
     ks = wait_ready(cluster, ns, kid)
-    kernel_pid = launcher_status(ks["status"]["podIP"])["pid"]
-    assert _pid_alive(kernel_pid)
+    assert launcher_status(ks["status"]["podIP"])["pid"]
+    cid = container_id(cluster, ns, ks["status"]["podName"])
+    assert container_listed(cluster, cid)
 
     cluster.kubectl("delete", "ks", "-n", ns, kid, "--wait=true", timeout=60)
     assert get_session(cluster, ns, kid) is None
     wait_until(lambda: not pods_of(cluster, ns, kid), 90, "kernel pod deleted")
     wait_until(lambda: not core(cluster).list_namespaced_secret(
         ns, label_selector=f"{crd.LABEL_KERNEL_ID}={kid}").items, 60, "key secret deleted")
-    wait_until(lambda: not _pid_alive(kernel_pid), 60, "ipykernel process gone")
+    # The container (and so ipykernel in it) is gone from containerd itself.
+    wait_until(lambda: not container_listed(cluster, cid), 60, "kernel container gone")
     time.sleep(0.5)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 
 from tests.operator.helpers import (
@@ -10,6 +9,7 @@ from tests.operator.helpers import (
     execute,
     kernel_client,
     launcher_status,
+    signal_in_pod,
     wait_ready,
 )
 
@@ -46,7 +46,7 @@ def test_sigkill_of_ipykernel_restarts_in_place(cluster, ns):
     kid = apply_session(cluster, ns)
     before = wait_ready(cluster, ns, kid)
     first = launcher_status(before["status"]["podIP"])
-    os.kill(first["pid"], signal.SIGKILL)
+    signal_in_pod(cluster, ns, before["status"]["podName"], first["pid"], signal.SIGKILL)
 
     after = wait_ready(cluster, ns, kid, timeout=90,
                        extra=lambda ks: ks["status"].get("restarts") == 1)

@@ -18,7 +18,7 @@ from kernelkeeper.local import build
 from kernelkeeper.local.realnode import layout as L
 from tests.gateway.client import KernelWS, http
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.own_environment]
 
 
 def _out(*args: str) -> str:
@@ -73,7 +73,7 @@ def test_up_and_down_leave_nothing_behind(tmp_path: Path) -> None:
     before = host_state()
     state = tmp_path / "env"
     cli = [sys.executable, "-m", "kernelkeeper", "local", "--state-dir", str(state)]
-    up = subprocess.run([*cli, "up", "--detach", "--replicas", "2"], capture_output=True,
+    up = subprocess.run([*cli, "up", "--detach", "--deploy", "processes", "--replicas", "2"], capture_output=True,
                         text=True, timeout=600, check=False)
     try:
         assert up.returncode == 0, up.stderr[-4000:]

@@ -15,31 +15,32 @@ from kernelkeeper.crds import model as crd
 from kernelkeeper.local import versions
 from kernelkeeper.local.realnode import images, network
 from kernelkeeper.local.realnode import layout as L
+from tests.fixtures.cluster import Cluster
+from tests.fixtures.operator import BAD_IMAGE, write_spec
 from tests.gateway.client import KernelWS, http
-from tests.realnode.conftest import BAD_IMAGE, RealNode, write_spec
 
 pytestmark = pytest.mark.timeout(900)
 
 
-def _start_gateway(real_gateways, kernelspecs: Path, namespace: str):
+def _start_gateway(real_gateways, operator, kernelspecs: Path, namespace: str):
     return real_gateways.start(namespace, env={"KERNELKEEPER_KERNELSPEC_PATH": str(kernelspecs)})
 
 
-def test_node_is_a_real_kubelet_on_containerd(real_node: RealNode) -> None:
-    wide = real_node.kubectl("get", "node", "-o", "wide").stdout
+def test_node_is_a_real_kubelet_on_containerd(cluster: Cluster) -> None:
+    wide = cluster.kubectl("get", "node", "-o", "wide").stdout
     print(wide)
     row = next(line for line in wide.splitlines() if line.startswith(L.NODE_NAME))
     assert " Ready " in row
     assert f"v{versions.KUBERNETES}" in row
     assert f"containerd://{versions.CONTAINERD}" in row
-    node = json.loads(real_node.kubectl("get", "node", L.NODE_NAME, "-o", "json").stdout)
+    node = json.loads(cluster.kubectl("get", "node", L.NODE_NAME, "-o", "json").stdout)
     assert node["status"]["nodeInfo"]["kubeletVersion"] == f"v{versions.KUBERNETES}"
     assert {"type": "InternalIP", "address": L.NODE_IP} in node["status"]["addresses"]
 
 
-def test_kernel_runs_in_a_container_of_the_image_as_non_root(real_node: RealNode, real_gateways,
-                                                             kernelspecs: Path) -> None:
-    ns = real_node.new_namespace("rn")
+def test_kernel_runs_in_a_container_of_the_image_as_non_root(cluster: Cluster, real_gateways,
+                                                             operator, kernelspecs: Path) -> None:
+    ns = cluster.new_namespace("rn")
     gw = _start_gateway(real_gateways, kernelspecs, ns)
     status, model = http("POST", f"{gw.url}/api/kernels", {"name": "python3"}, timeout=180)
     assert status == 201, model
@@ -52,18 +53,18 @@ def test_kernel_runs_in_a_container_of_the_image_as_non_root(real_node: RealNode
         assert uid != "0" and exe.startswith("/opt/kernelkeeper/"), out
     finally:
         ws.close()
-    ks = json.loads(real_node.kubectl("get", "ks", "-n", ns, kid, "-o", "json").stdout)
+    ks = json.loads(cluster.kubectl("get", "ks", "-n", ns, kid, "-o", "json").stdout)
     pod_name = ks["status"]["podName"]
-    pod = json.loads(real_node.kubectl("get", "pod", "-n", ns, pod_name, "-o", "json").stdout)
+    pod = json.loads(cluster.kubectl("get", "pod", "-n", ns, pod_name, "-o", "json").stdout)
     assert pod["spec"]["nodeName"] == L.NODE_NAME
-    assert pod["spec"]["containers"][0]["image"] == real_node.image
+    assert pod["spec"]["containers"][0]["image"] == cluster.image
     container_id = pod["status"]["containerStatuses"][0]["containerID"]
     assert container_id.startswith("containerd://")
     # containerd itself lists the kernel's container, from the kernelkeeper image.
-    listed = real_node.ctr("containers", "ls")
+    listed = cluster.ctr("containers", "ls")
     row = next(line for line in listed.splitlines()
                if line.startswith(container_id.removeprefix("containerd://")))
-    assert real_node.image in row
+    assert cluster.image in row
     # The ipykernel process, seen from inside the container by `kubectl exec`.
     probe = ("import pathlib\n"
              "for p in pathlib.Path('/proc').iterdir():\n"
@@ -73,7 +74,7 @@ def test_kernel_runs_in_a_container_of_the_image_as_non_root(real_node: RealNode
              "            uid = next(l.split()[1] for l in (p / 'status').read_text().splitlines()"
              " if l.startswith('Uid:'))\n"
              "            print(p.name, uid, cmd)\n")
-    out = real_node.kubectl("exec", "-n", ns, pod_name, "-c", "kernel", "--", "python", "-c",
+    out = cluster.kubectl("exec", "-n", ns, pod_name, "-c", "kernel", "--", "python", "-c",
                             probe).stdout
     print(out)
     lines = [line.split() for line in out.splitlines() if line.strip()]
@@ -82,21 +83,21 @@ def test_kernel_runs_in_a_container_of_the_image_as_non_root(real_node: RealNode
     assert http("DELETE", f"{gw.url}/api/kernels/{kid}")[0] == 204
 
 
-def test_pods_reach_the_api_server_and_dns_and_cluster_ip_services(real_node: RealNode) -> None:
-    ns = real_node.new_namespace("net")
+def test_pods_reach_the_api_server_and_dns_and_cluster_ip_services(cluster: Cluster) -> None:
+    ns = cluster.new_namespace("net")
     server = {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "web", "labels": {"app": "web"}},
-        "spec": {"containers": [{"name": "web", "image": real_node.image,
+        "spec": {"containers": [{"name": "web", "image": cluster.image,
                                  "imagePullPolicy": "Never",
                                  "command": ["python", "-m", "http.server", "8000"],
                                  "ports": [{"containerPort": 8000}]}]},
     }
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8000}]}}
-    real_node.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(server))
-    real_node.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(service))
-    real_node.wait_pod(ns, "web")
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(server))
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(service))
+    cluster.wait_pod(ns, "web")
     client_code = (
         "import socket, ssl, urllib.request\n"
         "sa = '/var/run/secrets/kubernetes.io/serviceaccount/'\n"
@@ -110,19 +111,19 @@ def test_pods_reach_the_api_server_and_dns_and_cluster_ip_services(real_node: Re
     client = {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client"},
         "spec": {"restartPolicy": "Never",
-                 "containers": [{"name": "client", "image": real_node.image,
+                 "containers": [{"name": "client", "image": cluster.image,
                                  "imagePullPolicy": "Never",
                                  "command": ["python", "-c", client_code]}]},
     }
-    real_node.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(client))
-    real_node.wait_pod(ns, "client", phase="Succeeded")
-    logs = real_node.kubectl("logs", "-n", ns, "client").stdout
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(client))
+    cluster.wait_pod(ns, "client", phase="Succeeded")
+    logs = cluster.kubectl("logs", "-n", ns, "client").stdout
     print(logs)
     assert f"dns {L.KUBERNETES_SERVICE_IP}" in logs
     assert "api 200" in logs
     assert "svc 200" in logs
     # From the host too: kube-proxy DNATs the ClusterIP to the pod.
-    ip = real_node.kubectl("get", "svc", "-n", ns, "web", "-o",
+    ip = cluster.kubectl("get", "svc", "-n", ns, "web", "-o",
                            "jsonpath={.spec.clusterIP}").stdout
     import urllib.request
 
@@ -130,8 +131,8 @@ def test_pods_reach_the_api_server_and_dns_and_cluster_ip_services(real_node: Re
         assert resp.status == 200
     # port-forward through the API server and the kubelet's streaming server.
     port = _free_port()
-    pf = subprocess.Popen([real_node.env.info["kubectl"], "--kubeconfig",
-                           str(real_node.kubeconfig), "port-forward", "-n", ns, "pod/web",
+    pf = subprocess.Popen([cluster.env.info["kubectl"], "--kubeconfig",
+                           str(cluster.kubeconfig), "port-forward", "-n", ns, "pod/web",
                            f"{port}:8000"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
@@ -157,11 +158,11 @@ def _free_port() -> int:
     return free_port()
 
 
-def test_coredns_answers_cluster_local_only(real_node: RealNode) -> None:
-    corefile = json.loads(real_node.kubectl("get", "cm", "-n", "kube-system", "coredns", "-o",
+def test_coredns_answers_cluster_local_only(cluster: Cluster) -> None:
+    corefile = json.loads(cluster.kubectl("get", "cm", "-n", "kube-system", "coredns", "-o",
                                             "json").stdout)["data"]["Corefile"]
     assert "forward" not in corefile
-    ns = real_node.new_namespace("dns")
+    ns = cluster.new_namespace("dns")
     code = ("import socket\n"
             "try:\n"
             "    socket.gethostbyname('example.org')\n"
@@ -170,25 +171,25 @@ def test_coredns_answers_cluster_local_only(real_node: RealNode) -> None:
             "    print('outside refused', exc)\n")
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dns"},
            "spec": {"restartPolicy": "Never",
-                    "containers": [{"name": "dns", "image": real_node.image,
+                    "containers": [{"name": "dns", "image": cluster.image,
                                     "imagePullPolicy": "Never", "command": ["python", "-c", code]}]}}
-    real_node.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(pod))
-    real_node.wait_pod(ns, "dns", phase="Succeeded")
-    assert "outside refused" in real_node.kubectl("logs", "-n", ns, "dns").stdout
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(pod))
+    cluster.wait_pod(ns, "dns", phase="Succeeded")
+    assert "outside refused" in cluster.kubectl("logs", "-n", ns, "dns").stdout
 
 
 def test_bad_image_fails_the_session_and_the_client_gets_the_reason(
-        real_node: RealNode, real_operator, real_gateways, kernelspecs: Path) -> None:
-    ns = real_node.new_namespace("img")
+        cluster: Cluster, operator, real_gateways, kernelspecs: Path) -> None:
+    ns = cluster.new_namespace("img")
     kid = str(uuid.uuid4())
     ks = {"apiVersion": crd.API_VERSION, "kind": crd.KIND,
           "metadata": {"name": kid, "namespace": ns},
           "spec": {"kernelSpec": "python3-bad-image", "username": "alice"}}
-    real_node.kubectl("apply", "-f", "-", input=json.dumps(ks))
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(ks))
     deadline = time.monotonic() + 120
     cond: dict = {}
     while time.monotonic() < deadline:
-        obj = json.loads(real_node.kubectl("get", "ks", "-n", ns, kid, "-o", "json").stdout)
+        obj = json.loads(cluster.kubectl("get", "ks", "-n", ns, kid, "-o", "json").stdout)
         cond = crd.get_condition(obj.get("status")) or {}
         if cond.get("reason") == crd.REASON_IMAGE_ERROR:
             break
@@ -206,23 +207,25 @@ def test_bad_image_fails_the_session_and_the_client_gets_the_reason(
     assert took < 60, f"the gateway took {took:.1f}s to report the image error"
 
 
-def test_a_kernel_spec_with_its_own_image(real_node: RealNode, real_gateways, kernelspecs: Path,
+def test_a_kernel_spec_with_its_own_image(cluster: Cluster, real_gateways, operator, kernelspecs: Path,
                                           tmp_path: Path) -> None:
     """A second image, built the way a user builds one (FROM a kernel image), for its own spec."""
+    # The spec first: the operator re-reads its kernel specs every few seconds, and the image
+    # build below takes longer than that.
+    name = f"{L.IMAGE_DOMAIN}/second-kernel:{uuid.uuid4().hex[:8]}"
+    write_spec(kernelspecs, "python3-second", name)
     context = tmp_path / "second-image"
     context.mkdir()
     context.joinpath("Dockerfile").write_text(
         "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nUSER 0\n"
         "RUN mkdir -p /opt/second && echo 'second kernel image' > /opt/second/marker\n"
         "USER 1000:0\n")
-    name = f"{L.IMAGE_DOMAIN}/second-kernel:{uuid.uuid4().hex[:8]}"
     archive = images.build_dockerfile(context, name, tmp_path / "second.tar",
-                                      build_args={"BASE_IMAGE": real_node.image})
-    node = real_node.env.info["node"]
+                                      build_args={"BASE_IMAGE": cluster.image})
+    node = cluster.env.info["node"]
     images.import_archive(Path(node["ctr"]), Path(node["containerd_socket"]), archive,
                           tmp_path / "import.log")
-    write_spec(kernelspecs, "python3-second", name)
-    ns = real_node.new_namespace("spec")
+    ns = cluster.new_namespace("spec")
     gw = _start_gateway(real_gateways, kernelspecs, ns)
     status, model = http("POST", f"{gw.url}/api/kernels", {"name": "python3-second"},
                          timeout=180)
@@ -234,7 +237,30 @@ def test_a_kernel_spec_with_its_own_image(real_node: RealNode, real_gateways, ke
         assert out.strip() == "second kernel image"
     finally:
         ws.close()
-    ks = json.loads(real_node.kubectl("get", "ks", "-n", ns, model["id"], "-o", "json").stdout)
-    pod = json.loads(real_node.kubectl("get", "pod", "-n", ns, ks["status"]["podName"], "-o",
+    ks = json.loads(cluster.kubectl("get", "ks", "-n", ns, model["id"], "-o", "json").stdout)
+    pod = json.loads(cluster.kubectl("get", "pod", "-n", ns, ks["status"]["podName"], "-o",
                                        "json").stdout)
     assert pod["spec"]["containers"][0]["image"] == name
+
+
+def test_an_absent_image_is_never_pulled_from_anywhere(cluster: Cluster) -> None:
+    """IfNotPresent with an image the node lacks: the pull fails on this machine, at once."""
+    ns = cluster.new_namespace("pull")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "absent"},
+           "spec": {"restartPolicy": "Never",
+                    "containers": [{"name": "c", "image": "kernelkeeper.local/absent:1",
+                                    "imagePullPolicy": "IfNotPresent"}]}}
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(pod))
+    deadline = time.monotonic() + 60
+    waiting: dict = {}
+    while time.monotonic() < deadline:
+        obj = json.loads(cluster.kubectl("get", "pod", "-n", ns, "absent", "-o", "json").stdout)
+        statuses = (obj.get("status") or {}).get("containerStatuses") or []
+        waiting = (statuses[0].get("state") or {}).get("waiting") or {} if statuses else {}
+        if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff"):
+            break
+        time.sleep(0.5)
+    assert waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff"), waiting
+    events = cluster.kubectl("get", "events", "-n", ns, "-o", "json").stdout
+    # containerd's only way out is the closed loopback proxy.
+    assert "127.0.0.1:9" in events, events[-2000:]
