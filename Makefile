@@ -8,7 +8,12 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # import that folder instead of the standard library's operator module.
 export PYTHONSAFEPATH := 1
 
-.PHONY: run test lint unit build nginx down clean bench
+.PHONY: run test lint unit build debs down clean bench
+
+# Debian packages the real node and the image build need (runc and iptables for the node,
+# debootstrap and buildah for the images, nginx in front of host-process gateways).
+DEBS := runc iptables nftables conntrack iproute2 debootstrap buildah nginx-light
+DEB_CMDS := runc iptables nft conntrack ip debootstrap buildah nginx
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -19,30 +24,32 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-build: $(STAMP)
-	@$(BIN)/kernelkeeper local build --helm
+build: $(STAMP) debs
+	@$(BIN)/kernelkeeper local build --helm --node
 
-# nginx fronts the gateway replicas in the local environment (Debian package nginx-light).
-nginx:
-	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
-	  echo "[make] installing nginx-light (apt-get)"; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  { apt-get install -y -q nginx-light >/dev/null 2>&1 || \
-	    { apt-get update -q >/dev/null && apt-get install -y -q nginx-light >/dev/null; }; } || { \
-	  echo "nginx is missing and could not be installed; run: sudo apt-get install -y nginx-light"; \
-	  exit 1; }; }
+debs:
+	@missing=""; for c in $(DEB_CMDS); do \
+	  command -v $$c >/dev/null 2>&1 || test -x /usr/sbin/$$c || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "[make] installing Debian packages (apt-get; missing:$$missing): $(DEBS)"; \
+	  start=$$(date +%s); export DEBIAN_FRONTEND=noninteractive; \
+	  { apt-get install -y -q $(DEBS) >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q $(DEBS) >/dev/null; }; } || { \
+	    echo "could not install them; run: sudo apt-get install -y $(DEBS)"; exit 1; }; \
+	  echo "[make] Debian packages installed in $$(( $$(date +%s) - start ))s"; fi
 
 lint: $(STAMP)
 	@$(BIN)/ruff check .
 
-test: $(STAMP) build nginx lint
+test: $(STAMP) build lint
 	@$(BIN)/python -m pytest
 
 unit: $(STAMP)
 	@$(BIN)/python -m pytest tests/unit
 
-run: $(STAMP) build nginx
-	@$(BIN)/kernelkeeper local up --detach --replicas 2 --availability-mode active-active
+# The real node, with the Helm chart installed from charts/kernelkeeper and the local image.
+run: $(STAMP) build
+	@$(BIN)/kernelkeeper local up --detach --availability-mode active-active
 	@echo
 	@echo "Stop it with: make down   (status: $(BIN)/kernelkeeper local status)"
 
@@ -50,7 +57,7 @@ down: $(STAMP)
 	@$(BIN)/kernelkeeper local down
 
 # Side-by-side benchmarks against the peers (bench/README.md); BENCH_ARGS="--quick" etc.
-bench: $(STAMP) build nginx
+bench: $(STAMP) build
 	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install -q 'matplotlib>=3.8'
 	@# bench/ is not an installed package: append (never prepend) the repository to sys.path.
 	@$(BIN)/python -c "import runpy, sys; sys.path.append('.'); runpy.run_module('bench.run', run_name='__main__', alter_sys=True)" $(BENCH_ARGS)

@@ -113,12 +113,22 @@ class Availability:
         # then taken within a fraction of the retry period; an expired one still needs the
         # full lease duration of unchanged observations.
         poll = max(0.1, self.elector.retry / 4)
+        # A container restarted in the same Pod (after a crash of the holder) still carries
+        # its last life's role=active label: a standby must not be selected by the Service.
+        await self._label_pod(active=False)
+        previous = None
         while not await self.elector.try_acquire_or_renew():
+            hint = self.elector.holder_hint()
+            if hint and hint != self.elector.identity:
+                previous = hint
             await asyncio.sleep(poll)
         log.info("active: holding Lease %s/%s as %s (epoch %d)", self.elector.namespace,
                  self.elector.name, self.elector.identity, self.epoch)
         self.became_active.set()
         await self._label_pod(active=True)
+        if previous:
+            # A holder that died could not take its label off; its Pod may still be selected.
+            await self._label_pod(active=False, pod=pod_of_identity(previous))
         await self.elector.hold()
         if self._stopping:
             return
@@ -137,9 +147,13 @@ class Availability:
         if self.elector is not None and await self.elector.release():
             await self._label_pod(active=False)
 
-    async def _label_pod(self, *, active: bool) -> None:
-        """Label our own Pod role=active so a Service can select the holder (only in a Pod)."""
-        pod, namespace = os.environ.get("POD_NAME"), os.environ.get("POD_NAMESPACE")
+    async def _label_pod(self, *, active: bool, pod: str | None = None) -> None:
+        """Label our own Pod role=active so a Service can select the holder (only in a Pod);
+        with `pod`, take the label off that (previous holder's) Pod instead."""
+        own, namespace = os.environ.get("POD_NAME"), os.environ.get("POD_NAMESPACE")
+        if pod == own:
+            return
+        pod = pod or own
         if not (pod and namespace and self.kube):
             return
         value = "active" if active else None
@@ -147,5 +161,13 @@ class Availability:
             async with asyncio.timeout(5):
                 await self.kube.merge_patch(core_path(namespace, "pods", pod),
                                             {"metadata": {"labels": {crd.LABEL_ROLE: value}}})
-        except (TimeoutError, ApiError, OSError) as exc:
+        except ApiError as exc:
+            if exc.status != 404:  # a previous holder's Pod may be gone: nothing to undo
+                log.warning("could not label pod %s/%s role=%s: %s", namespace, pod, value, exc)
+        except (TimeoutError, OSError) as exc:
             log.warning("could not label pod %s/%s role=%s: %s", namespace, pod, value, exc)
+
+
+def pod_of_identity(identity: str) -> str:
+    """The Pod name in a Lease identity (`<replica id>_<per-process suffix>`, see gateway.app)."""
+    return identity.rsplit("_", 1)[0]

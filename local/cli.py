@@ -11,6 +11,8 @@ from pathlib import Path
 
 from kernelkeeper.local import build
 from kernelkeeper.local.environment import EnvironmentError_, LocalEnvironment, default_state_dir
+from kernelkeeper.local.realnode.images import ImageError
+from kernelkeeper.local.realnode.network import NetworkError
 from kernelkeeper.local.stages import stages_for
 
 
@@ -65,7 +67,14 @@ def run(args: argparse.Namespace) -> int:
     env = LocalEnvironment(args.state_dir or default_state_dir())
     try:
         if args.local_cmd == "build":
-            return build.main((["--helm"] if args.helm else []) + (["--node"] if args.node else []))
+            code = build.main((["--helm"] if args.helm else []) + (["--node"] if args.node else []))
+            if code == 0 and args.node:
+                from kernelkeeper.local.realnode import images
+
+                for name, archive in (images.ensure_kernelkeeper_image(), images.pause_image(),
+                                      images.coredns_image()):
+                    print(f"{name}\t{archive}")
+            return code
         if args.local_cmd == "status":
             if not env.load():
                 if args.json:
@@ -96,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         if args.detach:
             return 0
         return _foreground(env)
-    except (EnvironmentError_, build.BuildError) as exc:
+    except (EnvironmentError_, build.BuildError, NetworkError, ImageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -14,59 +13,19 @@ from pathlib import Path
 import pytest
 
 from kernelkeeper import procstat
-from kernelkeeper.local import build
 from kernelkeeper.local.realnode import layout as L
+from tests.fixtures.jupyter import start_jupyter_server, stop_jupyter_server
 from tests.gateway.client import KernelWS, http
+from tests.realnode.hoststate import host_state, our_processes
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.own_environment]
 
 
-def _out(*args: str) -> str:
-    return subprocess.run(list(args), capture_output=True, text=True, check=False).stdout
-
-
-def _rules(tool: str) -> list[str]:
-    # Counters and generation comments change by themselves; the rules are what must match.
-    return sorted(line for line in _out(tool).splitlines()
-                  if line and not line.startswith("#"))
-
-
-def host_state() -> dict[str, object]:
-    mounts = sorted(line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines())
-    return {
-        "links": sorted(x["ifname"] for x in json.loads(_out("ip", "-j", "link", "show") or "[]")),
-        "routes": sorted(_out("ip", "route", "show", "table", "all").splitlines()),
-        "iptables": _rules("iptables-save"),
-        "ip6tables": _rules("ip6tables-save"),
-        "nft": re.sub(r"packets \d+ bytes \d+", "", _out("nft", "list", "ruleset")),
-        "mounts": mounts,
-        "netns": sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else [],
-        "kubepods": sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/kubepods")),
-        "sysctls": {k: Path("/proc/sys", k).read_text().strip()
-                    for k in ("net/ipv4/ip_forward", "kernel/panic", "kernel/panic_on_oops",
-                              "vm/overcommit_memory", "net/bridge/bridge-nf-call-iptables")},
-        "dirs": sorted(d for d in ("/var/lib/kubelet", "/var/log/containers", "/var/log/pods",
-                                   "/var/lib/cni", "/opt/cni", "/etc/cni") if os.path.exists(d)),
-    }
-
-
-def our_processes(state_dir: Path) -> list[str]:
-    """Live processes started from the build cache or naming the state dir."""
-    needles = (str(state_dir), str(build.cache_root()))
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        st = procstat.read(int(entry.name))
-        if st is None or st.state in ("Z", "X"):
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if any(n in cmd for n in needles) or "containerd-shim" in cmd:
-            found.append(f"{entry.name}: {cmd[:200]}")
-    return found
+def _assert_same(before: dict, after: dict) -> None:
+    for key in before:
+        assert after[key] == before[key], f"{key} changed across up/down:\n" \
+            f"before: {before[key]}\nafter:  {after[key]}"
+    assert L.BRIDGE not in str(after["links"])
 
 
 def test_up_and_down_leave_nothing_behind(tmp_path: Path) -> None:
@@ -101,8 +60,44 @@ def test_up_and_down_leave_nothing_behind(tmp_path: Path) -> None:
     print(down.stderr)
     left = our_processes(state)
     assert not left, "processes outlived `local down`:\n" + "\n".join(left)
-    after = host_state()
-    for key in before:
-        assert after[key] == before[key], f"{key} changed across up/down:\n" \
-            f"before: {before[key]}\nafter:  {after[key]}"
-    assert L.BRIDGE not in str(after["links"])
+    _assert_same(before, host_state())
+
+
+def test_make_run_serves_jupyter_server_and_down_leaves_nothing(tmp_path: Path) -> None:
+    """What `make run` does (the chart, operator and gateways as Pods), then jupyter_server
+    pointed at the printed URL and token runs a cell, then `local down`."""
+    before = host_state()
+    state = tmp_path / "env"
+    cli = [sys.executable, "-m", "kernelkeeper", "local", "--state-dir", str(state)]
+    up = subprocess.run([*cli, "up", "--detach", "--availability-mode", "active-active"],
+                        capture_output=True, text=True, timeout=600, check=False)
+    js = None
+    try:
+        assert up.returncode == 0, up.stderr[-4000:]
+        lines = dict(line.split(": ", 1) for line in up.stdout.splitlines()
+                     if line.startswith(("Gateway URL: ", "Gateway token: ")))
+        url, token = lines["Gateway URL"], lines["Gateway token"]
+        assert f"jupyter lab --gateway-url={url} --GatewayClient.auth_token={token}" in up.stdout
+        status = json.loads(subprocess.run([*cli, "status", "--json"], capture_output=True,
+                                           text=True, check=True).stdout)
+        assert "gateway" not in status["components"], "the gateways must be Pods, not processes"
+        js = start_jupyter_server(url, token, tmp_path / "js")
+        code, session = http("POST", f"{js.url}/api/sessions",
+                             {"path": "nb.ipynb", "name": "nb.ipynb", "type": "notebook",
+                              "kernel": {"name": "python3"}}, token=js.token, timeout=180)
+        assert code == 201, session
+        ws = KernelWS(js.ws_url, session["kernel"]["id"], token=js.token)
+        try:
+            reply, out, _ = ws.execute("import socket; print('cell ran in', socket.gethostname())")
+        finally:
+            ws.close()
+        assert reply["content"]["status"] == "ok" and out.startswith("cell ran in kernel-"), out
+    finally:
+        if js is not None:
+            stop_jupyter_server(js)
+        down = subprocess.run([*cli, "down"], capture_output=True, text=True, timeout=300,
+                              check=False)
+    assert down.returncode == 0, down.stderr[-4000:]
+    left = our_processes(state)
+    assert not left, "processes outlived `local down`:\n" + "\n".join(left)
+    _assert_same(before, host_state())

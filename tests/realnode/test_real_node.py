@@ -22,7 +22,7 @@ from tests.gateway.client import KernelWS, http
 pytestmark = pytest.mark.timeout(900)
 
 
-def _start_gateway(real_gateways, operator, kernelspecs: Path, namespace: str):
+def _start_gateway(real_gateways, kernelspecs: Path, namespace: str):
     return real_gateways.start(namespace, env={"KERNELKEEPER_KERNELSPEC_PATH": str(kernelspecs)})
 
 
