@@ -37,6 +37,17 @@ def http(method: str, url: str, body: Any = None, *, token: str = "", raw: bytes
         return status, payload
 
 
+def reachable(url: str, timeout: float = 3) -> bool:
+    """Something answers HTTP at `url` (any status): a Service has a live endpoint."""
+    try:
+        urllib.request.urlopen(f"{url}/healthz", timeout=timeout).close()
+        return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, default=json_default).encode()
 

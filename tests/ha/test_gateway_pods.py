@@ -27,9 +27,10 @@ from kernelkeeper.crds import model as m
 from kernelkeeper.local import build
 from kernelkeeper.local.chart import CHART, chart_values, helm_env
 from tests.fixtures.cluster import Cluster
-from tests.gateway.client import KernelWS, http
+from tests.gateway.client import KernelWS, http, reachable
 from tests.ha.conftest import wait_until
 from tests.ha.test_active_active import Ticker
+from tests.operator.helpers import wait_until as wait_for_value
 
 pytestmark = pytest.mark.timeout(900)
 DEPLOYMENT = "kernelkeeper-gateway"
@@ -131,7 +132,7 @@ def gateway_pods(cluster: Cluster, operator, tmp_path: Path
         fleet = GatewayPods(cluster, ns, mode, base64.b64decode(secret["data"]["token"]).decode(),
                             ip)
         wait_until(lambda: http("GET", f"{fleet.url}/api/kernelspecs", token=fleet.token,
-                                timeout=5)[0] == 200 if _up(fleet.url) else False, 120,
+                                timeout=5)[0] == 200 if reachable(fleet.url) else False, 120,
                    "the gateway Service answers", interval=0.5)
         return fleet
 
@@ -150,16 +151,6 @@ def subprocess_run(args: list[str], env: dict[str, str]):
 
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300,
                           check=False)
-
-
-def _up(url: str) -> bool:
-    try:
-        urllib.request.urlopen(f"{url}/healthz", timeout=3).close()
-        return True
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
 
 
 class _ServiceFleet:
@@ -253,7 +244,7 @@ def test_sigkill_and_rolling_restart_of_gateway_pods(gateway_pods) -> None:
 
 def test_active_passive_takeover_and_fencing_of_gateway_pods(gateway_pods) -> None:
     fleet = gateway_pods("active-passive")
-    first = wait_until_value(fleet.holder, 60, "a Lease holder labelled role=active")
+    first = wait_for_value(fleet.holder, 60, "a Lease holder labelled role=active")
     kid = _start_kernel(fleet)
     assert _execute(fleet, kid, "y = 7\nprint(y)").strip() == "7"
     kernel_before = _kernel_pod(fleet, kid)
@@ -265,7 +256,7 @@ def test_active_passive_takeover_and_fencing_of_gateway_pods(gateway_pods) -> No
         holder = fleet.holder()
         return holder if holder and holder != first else None
 
-    second = wait_until_value(new_holder, 60, "the standby holds the Lease")
+    second = wait_for_value(new_holder, 60, "the standby holds the Lease")
     assert _execute(fleet, kid, "print(y * 6)").strip() == "42"
     print(f"\n[ha pods] active-passive: {second} serving {time.monotonic() - t0:.2f}s after "
           f"SIGKILL of {first} (Lease 6/4/1 s)")
@@ -277,7 +268,7 @@ def test_active_passive_takeover_and_fencing_of_gateway_pods(gateway_pods) -> No
     pid = fleet.host_pid(second)
     os.kill(pid, signal.SIGSTOP)
     try:
-        wait_until_value(lambda: first if fleet.readyz(first) == 200 else None, 60,
+        wait_for_value(lambda: first if fleet.readyz(first) == 200 else None, 60,
                          "the other replica takes over from the frozen holder")
     finally:
         os.kill(pid, signal.SIGCONT)
@@ -328,13 +319,3 @@ def test_culling_counts_activity_of_every_gateway_pod(cluster: Cluster, gateway_
             continue
         break
     print(f"\n[ha pods] culled {time.monotonic() - t0:.1f}s after the client left Pod B")
-
-
-def wait_until_value(fn: Callable[[], str | None], timeout: float, what: str) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise TimeoutError(f"{what} not within {timeout:.0f}s")

@@ -20,7 +20,7 @@ import yaml
 from kernelkeeper.local import build
 from kernelkeeper.local.chart import chart_values
 from tests.fixtures.cluster import Cluster
-from tests.gateway.client import KernelWS, http
+from tests.gateway.client import KernelWS, http, reachable
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "kernelkeeper"
@@ -165,7 +165,7 @@ def _check_a_kernel_through_the_service(cluster: Cluster, ns: str) -> None:
     deadline = time.monotonic() + 120
     while True:
         code, _ = http("GET", f"{url}/api/kernelspecs", token=token, timeout=5) \
-            if _reachable(url) else (0, None)
+            if reachable(url) else (0, None)
         if code == 200 or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -188,16 +188,3 @@ def _check_a_kernel_through_the_service(cluster: Cluster, ns: str) -> None:
                                      "json").stdout)
     assert pod["spec"]["containers"][0]["image"] == cluster.image
     assert http("DELETE", f"{url}/api/kernels/{model['id']}", token=token)[0] == 204
-
-
-def _reachable(url: str) -> bool:
-    import urllib.error
-    import urllib.request
-
-    try:
-        urllib.request.urlopen(f"{url}/healthz", timeout=3).close()
-        return True
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
