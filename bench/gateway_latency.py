@@ -6,8 +6,8 @@
 - output throughput: a 20 MB stream (200,000 lines of 100 bytes), every byte counted, direct
   and through the gateway.
 
-Real parts only: by default it brings up a local environment (control plane, process node,
-operator, one gateway) in a temporary directory and takes it down afterwards; with
+Real parts only: by default it brings up a local environment (control plane, real node,
+operator and one gateway as host processes) in a temporary directory and takes it down afterwards; with
 --gateway-url and --kubeconfig it uses a running one. Usage:
 
     .venv/bin/python bench/gateway_latency.py [--runs 300] [--gateway-url URL --kubeconfig F]
@@ -154,8 +154,9 @@ def main() -> int:
     from kernelkeeper.local.environment import LocalEnvironment
     from kernelkeeper.local.stages import stages_for
 
-    env = LocalEnvironment(Path(tempfile.mkdtemp(prefix="kk-bench-")))
-    env.up(stages=stages_for(argparse.Namespace(control_plane_only=False, replicas=1)))
+    env = LocalEnvironment(Path(tempfile.mkdtemp(prefix="kk-bench-")), real_node=True)
+    env.up(stages=stages_for(argparse.Namespace(control_plane_only=False, replicas=1,
+                                                deploy="processes")))
     try:
         run(env.info["gateway_url"], str(env.kubeconfig), "default", max(300, args.runs))
     finally:

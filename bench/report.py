@@ -329,7 +329,7 @@ def render(res: dict[str, Any], images: dict[str, str]) -> str:
           "each is first Ready (kernel answering on its ports). Start latency is from each "
           "create call to its Ready. Operator CPU is user + system time of the operator "
           "process over the whole burst. Everything runs on the same 2 cores: API server, "
-          "etcd, the process node and the kernels themselves.")
+          "etcd, the node (kubelet, containerd) and the kernels themselves.")
         w("")
         if v.get("count"):
             pm = v.get("kernel_pod_memory") or {}

@@ -209,7 +209,7 @@ class LeaseThread:
     given the interpreter every switch interval however busy the main loop is, as client-go
     runs its election beside the controllers. (In the bench's 200-session burst on 2 cores
     this alone did not keep the Lease: the operator process itself was starved of CPU until
-    the process node gave pods the kubelet's cgroup weights.) `is_leader()` may be called
+    kernel pods ran under the kubelet's cgroup CPU weights.) `is_leader()` may be called
     from any thread.
     """
 
