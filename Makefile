@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "[make] installing kernelkeeper and its test dependencies into $(VENV)"
-	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e '.[test]'
+	@start=$$(date +%s); $(BIN)/python -m pip install -q --upgrade pip && \
+	  $(BIN)/python -m pip install -q -e '.[test]' && \
+	  echo "[make] Python dependencies installed in $$(( $$(date +%s) - start ))s"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

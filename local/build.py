@@ -164,7 +164,7 @@ def _build_kubernetes(go: str) -> None:
         staging_out.mkdir(parents=True)
         minor = versions.KUBERNETES.split(".")[1]
         step.run(
-            "k8s: compile " + ", ".join(versions.K8S_BINARIES) + " (the long step: about 10 min on 2 cores)",
+            "k8s: compile " + ", ".join(versions.K8S_BINARIES) + " (the long step: about 5 min on 2 cores)",
             [
                 go, "build", "-trimpath", "-tags=selinux,notest",
                 "-ldflags", _version_ldflags(version, minor),

@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.fixtures.operator",
     "tests.fixtures.gateway",
     "tests.fixtures.jupyter",
+    "tests.fixtures.chart",
 ]

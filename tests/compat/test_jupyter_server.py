@@ -13,10 +13,16 @@ from tests.fixtures.jupyter import start_jupyter_server, stop_jupyter_server
 from tests.gateway.client import KernelWS, http
 
 
-@pytest.fixture
-def jupyter_server(gateways, kk_namespace, tmp_path) -> Iterator[tuple[str, str, object]]:
-    gw_token = uuid.uuid4().hex
-    gw = gateways.start(kk_namespace, token=gw_token)
+@pytest.fixture(params=["gateway-process", "gateway-pods"])
+def jupyter_server(request, gateways, kk_namespace, tmp_path) -> Iterator[tuple[str, str, object]]:
+    """jupyter_server in front of one gateway host process, or of the chart's two gateway Pods
+    (active-active) through their Service, where each request may reach either replica."""
+    if request.param == "gateway-pods":
+        gw = request.getfixturevalue("gateway_pods")("active-active")
+        gw_token = gw.token
+    else:
+        gw_token = uuid.uuid4().hex
+        gw = gateways.start(kk_namespace, token=gw_token)
     server = start_jupyter_server(gw.url, gw_token, tmp_path / "js")
     try:
         yield server.url, server.token, gw

@@ -8,149 +8,24 @@ Kernels are run by the session's operator (the chart's own operator is scaled to
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
 import signal
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from kubernetes import client
 
 from kernelkeeper.crds import model as m
-from kernelkeeper.local import build
-from kernelkeeper.local.chart import CHART, chart_values, helm_env
+from tests.fixtures.chart import DEPLOYMENT, GatewayPods
 from tests.fixtures.cluster import Cluster
-from tests.gateway.client import KernelWS, http, reachable
+from tests.gateway.client import KernelWS, http
 from tests.ha.conftest import wait_until
 from tests.ha.test_active_active import Ticker
 from tests.operator.helpers import wait_until as wait_for_value
 
 pytestmark = pytest.mark.timeout(900)
-DEPLOYMENT = "kernelkeeper-gateway"
-# Short Lease timings keep the takeover tests quick; the renew deadline stays below the duration.
-LEASE_ENV = [("KERNELKEEPER_GATEWAY_LEASE_DURATION", "6"),
-             ("KERNELKEEPER_GATEWAY_RENEW_DEADLINE", "4"),
-             ("KERNELKEEPER_GATEWAY_RETRY_PERIOD", "1")]
-
-
-@dataclass
-class GatewayPods:
-    cluster: Cluster
-    namespace: str
-    mode: str
-    token: str
-    service_ip: str
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.service_ip}:8888"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{self.service_ip}:8888"
-
-    def pods(self) -> list[dict]:
-        out = self.cluster.kubectl("get", "pods", "-n", self.namespace, "-l",
-                                   "app.kubernetes.io/component=gateway", "-o", "json").stdout
-        return [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
-
-    def pod(self, name: str) -> dict:
-        return json.loads(self.cluster.kubectl("get", "pod", "-n", self.namespace, name, "-o",
-                                               "json").stdout)
-
-    def holder(self) -> str | None:
-        names = [p["metadata"]["name"] for p in self.pods()
-                 if (p["metadata"].get("labels") or {}).get("kernelkeeper.io/role") == "active"]
-        return names[0] if len(names) == 1 else None
-
-    def host_pid(self, pod_name: str) -> int:
-        """The gateway process's pid on this host: containerd's task for the container."""
-        status = self.pod(pod_name)["status"]["containerStatuses"][0]
-        cid = status["containerID"].removeprefix("containerd://")
-        for line in self.cluster.ctr("tasks", "ls").splitlines()[1:]:
-            fields = line.split()
-            if fields and fields[0] == cid:
-                return int(fields[1])
-        raise AssertionError(f"containerd has no task for {pod_name}'s container {cid}")
-
-    def restarts(self, pod_name: str) -> int:
-        return int(self.pod(pod_name)["status"]["containerStatuses"][0].get("restartCount", 0))
-
-    def pod_url(self, pod_name: str) -> str:
-        return f"http://{self.pod(pod_name)['status']['podIP']}:8888"
-
-    def readyz(self, pod_name: str) -> int:
-        try:
-            with urllib.request.urlopen(f"{self.pod_url(pod_name)}/readyz", timeout=3) as resp:
-                return resp.status
-        except urllib.error.HTTPError as exc:
-            return exc.code
-        except OSError:
-            return 0
-
-    def metric(self, pod_name: str, suffix: str) -> float:
-        req = urllib.request.Request(f"{self.pod_url(pod_name)}/metrics",
-                                     headers={"Authorization": f"token {self.token}"})
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            for line in resp.read().decode().splitlines():
-                if not line.startswith("#") and line.split(" ")[0].endswith(suffix):
-                    return float(line.split()[-1])
-        raise AssertionError(f"no {suffix} in {pod_name}'s /metrics")
-
-
-@pytest.fixture
-def gateway_pods(cluster: Cluster, operator, tmp_path: Path
-                 ) -> Iterator[Callable[[str], GatewayPods]]:
-    helm = build.binary("helm")
-    installed: list[tuple[str, Path]] = []
-
-    def deploy(mode: str) -> GatewayPods:
-        ns = cluster.new_namespace("gwpods")
-        env = [a for i, (k, v) in enumerate(LEASE_ENV)
-               for a in ("--set", f"gateway.extraEnv[{i}].name={k}",
-                         "--set-string", f"gateway.extraEnv[{i}].value={v}")]
-        out = subprocess_run([str(helm), "install", "kernelkeeper", str(CHART), "--namespace", ns,
-                              "--kubeconfig", str(cluster.kubeconfig), "--skip-crds", "--wait",
-                              "--timeout", "240s",
-                              *chart_values(cluster.image, replicas=2, availability_mode=mode),
-                              "--set", "gateway.service.type=ClusterIP",
-                              "--set", "operator.replicas=0", *env],
-                             env=helm_env(tmp_path))
-        assert out.returncode == 0, out.stderr
-        installed.append((ns, tmp_path))
-        secret = json.loads(cluster.kubectl("get", "secret", "-n", ns,
-                                            "kernelkeeper-gateway-token", "-o", "json").stdout)
-        ip = cluster.kubectl("get", "svc", "-n", ns, DEPLOYMENT, "-o",
-                             "jsonpath={.spec.clusterIP}").stdout
-        fleet = GatewayPods(cluster, ns, mode, base64.b64decode(secret["data"]["token"]).decode(),
-                            ip)
-        wait_until(lambda: http("GET", f"{fleet.url}/api/kernelspecs", token=fleet.token,
-                                timeout=5)[0] == 200 if reachable(fleet.url) else False, 120,
-                   "the gateway Service answers", interval=0.5)
-        return fleet
-
-    try:
-        yield deploy
-    finally:
-        for ns, home in installed:
-            subprocess_run([str(helm), "uninstall", "kernelkeeper", "--namespace", ns,
-                            "--kubeconfig", str(cluster.kubeconfig), "--wait=false"],
-                           env=helm_env(home))
-            cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
-
-
-def subprocess_run(args: list[str], env: dict[str, str]):
-    import subprocess
-
-    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300,
-                          check=False)
 
 
 class _ServiceFleet:
