@@ -7,6 +7,7 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 
+from kernelkeeper import __version__
 from kernelkeeper.kernel import contract
 
 DEFAULT_LAUNCHER = ("python", "-m", "kernelkeeper.kernel")
@@ -33,7 +34,7 @@ class OperatorConfig:
     # Image for kernel Pods whose kernel spec names none: the kernelkeeper image, which holds
     # the launcher and ipykernel (the chart passes its own image here).
     default_image: str = field(default_factory=lambda: os.environ.get(
-        "KERNELKEEPER_KERNEL_IMAGE", "kernelkeeper:0.1.0"))
+        "KERNELKEEPER_KERNEL_IMAGE", f"kernelkeeper:{__version__}"))
     image_pull_policy: str = "IfNotPresent"
     # spec.env names allowed besides KERNEL_*.
     env_allow: tuple[str, ...] = ()
