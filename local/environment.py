@@ -156,7 +156,7 @@ class LocalEnvironment:
             if self.real_node:
                 from kernelkeeper.local.realnode import runtime
 
-                runtime.start(self)
+                runtime.start(self, bins)
             for stage in stages or []:
                 stage(self)
         except BaseException:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from kernelkeeper.local import build, controlplane, pki, versions
+from kernelkeeper.local import controlplane, pki, versions
 from kernelkeeper.local.processes import free_port
 from kernelkeeper.local.realnode import configs, images, network
 from kernelkeeper.local.realnode import layout as L
@@ -70,11 +70,12 @@ def runc_binary() -> str:
     return runc
 
 
-def start(env: LocalEnvironment, *, timeout: float = 120.0) -> None:
-    """containerd, images, kubelet, kube-proxy and CoreDNS; returns once the node is Ready."""
+def start(env: LocalEnvironment, bins: dict[str, Path], *, timeout: float = 120.0) -> None:
+    """containerd, images, kubelet, kube-proxy and CoreDNS; returns once the node is Ready.
+
+    `bins` is what `build.ensure_binaries(node=True)` returned: every binary, already built.
+    """
     t0 = time.monotonic()
-    bins = build.ensure_node_binaries()
-    k8s = build.ensure_binaries()
     lay = L.NodeLayout(env.state_dir)
     for d in (lay.root, lay.run_dir, lay.cni_conf_dir, lay.cni_state_dir, lay.kubelet_root,
               lay.kubelet_pki, lay.pod_logs, lay.static_pods, lay.containerd_root,
@@ -123,7 +124,7 @@ def start(env: LocalEnvironment, *, timeout: float = 120.0) -> None:
         healthz_port=healthz)))
     t1 = time.monotonic()
     kubelet = env.start("kubelet", [
-        str(k8s["kubelet"]), f"--config={lay.kubelet_config}",
+        str(bins["kubelet"]), f"--config={lay.kubelet_config}",
         f"--kubeconfig={lay.kubelet_kubeconfig}", f"--root-dir={lay.kubelet_root}",
         f"--cert-dir={lay.kubelet_pki}", f"--node-ip={L.NODE_IP}",
         f"--hostname-override={L.NODE_NAME}", "--v=1",
@@ -139,7 +140,7 @@ def start(env: LocalEnvironment, *, timeout: float = 120.0) -> None:
     p_health, p_metrics = free_port(), free_port()
     lay.kube_proxy_config.write_text(yaml.safe_dump(configs.kube_proxy_config(
         lay, healthz_port=p_health, metrics_port=p_metrics)))
-    proxy = env.start("kube-proxy", [str(k8s["kube-proxy"]), f"--config={lay.kube_proxy_config}",
+    proxy = env.start("kube-proxy", [str(bins["kube-proxy"]), f"--config={lay.kube_proxy_config}",
                                      "--v=1"], env=_path_env(), ports={"healthz": p_health})
     _wait("kube-proxy", lambda: _http_ok(f"http://127.0.0.1:{p_health}/healthz"), proxy.alive,
           timeout, proxy.log)

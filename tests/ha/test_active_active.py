@@ -71,7 +71,8 @@ class Ticker(threading.Thread):
     def _connect(self, session_id: str | None) -> KernelWS:
         while True:
             try:
-                return KernelWS(self.fleet.ws_url, self.kid, session_id=session_id, timeout=10)
+                return KernelWS(self.fleet.ws_url, self.kid, session_id=session_id, timeout=10,
+                                token=getattr(self.fleet, "token", ""))
             except Exception as exc:  # noqa: BLE001 - any failure: retry like a client
                 self.errors.append(f"connect: {exc!r}")
                 time.sleep(0.2)

@@ -28,25 +28,6 @@ from tests.operator.helpers import wait_until as wait_for_value
 pytestmark = pytest.mark.timeout(900)
 
 
-class _ServiceFleet:
-    """What the Ticker needs of a fleet: the one URL clients use."""
-
-    def __init__(self, pods: GatewayPods) -> None:
-        self.ws_url = pods.ws_url
-        self.token = pods.token
-
-
-class TokenTicker(Ticker):
-    def _connect(self, session_id: str | None) -> KernelWS:
-        while True:
-            try:
-                return KernelWS(self.fleet.ws_url, self.kid, session_id=session_id, timeout=10,
-                                token=self.fleet.token)
-            except Exception as exc:  # noqa: BLE001 - any failure: retry like a client
-                self.errors.append(f"connect: {exc!r}")
-                time.sleep(0.2)
-
-
 def _start_kernel(fleet: GatewayPods) -> str:
     status, model = http("POST", f"{fleet.url}/api/kernels", {"name": "python3"},
                          token=fleet.token, timeout=180)
@@ -83,7 +64,7 @@ def test_sigkill_and_rolling_restart_of_gateway_pods(gateway_pods) -> None:
     assert _execute(fleet, kid, "seen = set()\nprint('ok')").strip() == "ok"
     kernel_before = _kernel_pod(fleet, kid)
 
-    ticker = TokenTicker(_ServiceFleet(fleet), kid)
+    ticker = Ticker(fleet, kid)
     ticker.start()
     try:
         wait_until(lambda: len(ticker.answered) >= 10, 60, "ticker running")

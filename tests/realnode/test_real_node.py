@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from kernelkeeper.crds import model as crd
 from kernelkeeper.local import versions
+from kernelkeeper.local.processes import free_port
 from kernelkeeper.local.realnode import images, network
 from kernelkeeper.local.realnode import layout as L
 from tests.fixtures.cluster import Cluster
@@ -125,12 +127,10 @@ def test_pods_reach_the_api_server_and_dns_and_cluster_ip_services(cluster: Clus
     # From the host too: kube-proxy DNATs the ClusterIP to the pod.
     ip = cluster.kubectl("get", "svc", "-n", ns, "web", "-o",
                            "jsonpath={.spec.clusterIP}").stdout
-    import urllib.request
-
     with urllib.request.urlopen(f"http://{ip}/", timeout=10) as resp:
         assert resp.status == 200
     # port-forward through the API server and the kubelet's streaming server.
-    port = _free_port()
+    port = free_port()
     pf = subprocess.Popen([cluster.env.info["kubectl"], "--kubeconfig",
                            str(cluster.kubeconfig), "port-forward", "-n", ns, "pod/web",
                            f"{port}:8000"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -150,12 +150,6 @@ def test_pods_reach_the_api_server_and_dns_and_cluster_ip_services(cluster: Clus
         pf.wait(10)
     # Nothing of either range ever left through the default route.
     assert network.guard_drops() == 0
-
-
-def _free_port() -> int:
-    from kernelkeeper.local.processes import free_port
-
-    return free_port()
 
 
 def test_coredns_answers_cluster_local_only(cluster: Cluster) -> None:
