@@ -3,10 +3,6 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
-# The repository root holds a folder named operator/ (imported as kernelkeeper.operator). Python
-# must never put the working directory first on sys.path, or `python -m ...` run from here would
-# import that folder instead of the standard library's operator module.
-export PYTHONSAFEPATH := 1
 
 .PHONY: run test lint unit build debs down clean bench
 
@@ -41,6 +37,7 @@ debs:
 
 lint: $(STAMP)
 	@$(BIN)/ruff check .
+	@$(BIN)/mypy
 
 test: $(STAMP) build lint
 	@$(BIN)/python -m pytest
