@@ -57,8 +57,7 @@ down: $(STAMP)
 # Side-by-side benchmarks against the peers (bench/README.md); BENCH_ARGS="--quick" etc.
 bench: $(STAMP) build
 	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install -q 'matplotlib>=3.8'
-	@# bench/ is not an installed package: append (never prepend) the repository to sys.path.
-	@$(BIN)/python -c "import runpy, sys; sys.path.append('.'); runpy.run_module('bench.run', run_name='__main__', alter_sys=True)" $(BENCH_ARGS)
+	@$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -291,8 +291,7 @@ class FreshGateway:
         cmd = [sys.executable, "-m", "kernelkeeper", "gateway", "--kubeconfig", kubeconfig,
                "--ip", "127.0.0.1", "--port", str(self.port), "--replica-id", "bench-fresh",
                "--set", "availability_mode=active-active"]
-        environ = {**os.environ, "KERNELKEEPER_GATEWAY_AUTH_TOKEN": self.token,
-                   "PYTHONSAFEPATH": "1"}
+        environ = {**os.environ, "KERNELKEEPER_GATEWAY_AUTH_TOKEN": self.token}
         self.t0 = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
                                      env=environ, cwd=logdir)

@@ -425,14 +425,11 @@ def _reexec_in_pid_namespace(argv: list[str]) -> int | None:
         _log("cannot create a PID namespace; running without one")
         return None
     env = {**os.environ, "KK_BENCH_IN_PIDNS": "1"}
-    # The repository is appended to sys.path, never put first: its operator/ folder would
-    # shadow the standard library's module (see the Makefile).
-    root = str(Path(__file__).resolve().parent.parent)
-    boot = (f"import runpy, sys; sys.path.append({root!r}); "
-            "runpy.run_module('bench.run', run_name='__main__', alter_sys=True)")
     cmd = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
-           sys.executable, "-c", boot, *argv]
-    return subprocess.run(cmd, env=env, check=False).returncode
+           sys.executable, "-m", "bench.run", *argv]
+    # bench/ is not installed: `-m bench.run` finds it from the repository root.
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run(cmd, env=env, cwd=root, check=False).returncode
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -394,7 +394,6 @@ class KernelKeeperEnvironment:
         return subprocess.run(
             [sys.executable, "-m", "kernelkeeper.cli", "local", "--state-dir", str(self.state_dir),
              *args], capture_output=True, text=True, timeout=timeout, env=env,
-            cwd=self.state_dir,  # not the repo root: its operator/ shadows the stdlib module
         )
 
     def up(self) -> Target:
