@@ -14,13 +14,12 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from kernelkeeper.local import build
 from kernelkeeper.local.environment import LocalEnvironment
 from kernelkeeper.local.realnode import layout
+from kernelkeeper.local.wait import http_ok, wait_until
 
 CHART = Path(__file__).resolve().parents[1] / "charts" / "kernelkeeper"
 RELEASE = "kernelkeeper"
@@ -74,25 +73,10 @@ def chart_stage(env: LocalEnvironment, *, replicas: int = 2,
         capture_output=True, text=True, check=True).stdout)
     token = base64.b64decode(secret["data"]["token"]).decode()
     url = f"http://{layout.NODE_IP}:{NODE_PORT}"
-    _wait_ready(url, token, timeout)
+    wait_until(lambda: http_ok(f"{url}/api/kernelspecs", headers={"Authorization": f"token {token}"},
+                               timeout=5),
+               what=f"the gateway Service at {url}", timeout=timeout, interval=0.5)
     _say(f"chart installed, gateway Service ready at {url} in {time.monotonic() - t0:.1f}s")
     env.info.update(gateway_url=url, gateway_token=token, availability_mode=availability_mode,
                     chart={"release": RELEASE, "namespace": NAMESPACE})
     env.save()
-
-
-def _wait_ready(url: str, token: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        req = urllib.request.Request(f"{url}/api/kernelspecs",
-                                     headers={"Authorization": f"token {token}"})
-        try:
-            with urllib.request.urlopen(req, timeout=5) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError) as exc:
-            last = str(exc)
-        time.sleep(0.5)
-    raise TimeoutError(f"the gateway Service at {url} did not answer within {timeout:.0f}s "
-                       f"({last})")

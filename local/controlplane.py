@@ -5,15 +5,16 @@ from __future__ import annotations
 import base64
 import json
 import ssl
-import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from kernelkeeper.local.pki import Pki
+from kernelkeeper.local.wait import Pending, wait_until
 
 SERVICE_CIDR = "10.0.0.0/24"
 
@@ -150,35 +151,33 @@ def api_get(server: str, pki: Pki, path: str, timeout: float = 5.0) -> tuple[int
         return exc.code, exc.read()
 
 
-def wait_ready(server: str, pki: Pki, timeout: float, alive: Any) -> None:
+def _http_state(code: int, body: bytes) -> str:
+    return f"HTTP {code}: {body[-300:].decode(errors='replace').strip()}"
+
+
+def wait_ready(server: str, pki: Pki, timeout: float, alive: Callable[[], bool],
+               log: Path | str | None = None) -> None:
     """Poll /readyz until it answers ok; `alive()` lets a crashed apiserver fail fast."""
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        if not alive():
-            raise RuntimeError("kube-apiserver exited while starting")
-        try:
-            code, body = api_get(server, pki, "/readyz", timeout=2.0)
-            if code == 200:
-                return
-            last = f"HTTP {code}: {body[-300:].decode(errors='replace')}"
-        except (OSError, ssl.SSLError) as exc:
-            last = str(exc)
-        time.sleep(0.2)
-    raise TimeoutError(f"kube-apiserver not ready after {timeout:.0f}s ({last})")
+
+    def ready() -> bool | Pending:
+        code, body = api_get(server, pki, "/readyz", timeout=2.0)
+        return True if code == 200 else Pending(_http_state(code, body))
+
+    wait_until(ready, what="kube-apiserver", timeout=timeout, alive=alive, log=log)
 
 
-def wait_for(server: str, pki: Pki, path: str, timeout: float, check: Any = None) -> Any:
-    """Poll a GET until it returns 200 (and `check(obj)` is true)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            code, body = api_get(server, pki, path, timeout=2.0)
-            if code == 200:
-                obj = json.loads(body)
-                if check is None or check(obj):
-                    return obj
-        except (OSError, ssl.SSLError):
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{path} not available after {timeout:.0f}s")
+def wait_for(server: str, pki: Pki, path: str, timeout: float,
+             check: Callable[[Any], bool] | None = None) -> Any:
+    """Poll a GET until it returns 200 (and `check(obj)` is true); returns the object."""
+
+    def available() -> Any:
+        code, body = api_get(server, pki, path, timeout=2.0)
+        if code != 200:
+            return Pending(_http_state(code, body))
+        obj = json.loads(body)
+        if check is not None and not check(obj):
+            shown = obj.get("status", obj) if isinstance(obj, dict) else obj
+            return Pending(f"HTTP 200, not yet as awaited: {json.dumps(shown)[:300]}")
+        return obj
+
+    return wait_until(available, what=path, timeout=timeout)

@@ -190,7 +190,7 @@ class LocalEnvironment:
                          ports={"secure": api_port})
         controlplane.write_kubeconfig(self.kubeconfig, self.server, keys.ca_cert, keys.admin_cert,
                                       keys.admin_key, "admin")
-        controlplane.wait_ready(self.server, keys, ready_timeout, api.alive)
+        controlplane.wait_ready(self.server, keys, ready_timeout, api.alive, api.log)
         _say(f"kube-apiserver ready at {self.server} in {time.monotonic() - t0:.1f}s")
         for name, user in (("kube-controller-manager", "system:kube-controller-manager"),
                            ("kube-scheduler", "system:kube-scheduler")):

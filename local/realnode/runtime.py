@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from kernelkeeper.local import controlplane, pki, versions
 from kernelkeeper.local.processes import free_port
 from kernelkeeper.local.realnode import configs, images, network
 from kernelkeeper.local.realnode import layout as L
+from kernelkeeper.local.wait import Pending, http_ok, wait_until
 
 if TYPE_CHECKING:
     from kernelkeeper.local.environment import LocalEnvironment
@@ -30,18 +30,6 @@ if TYPE_CHECKING:
 
 def _say(msg: str) -> None:
     print(f"[kernelkeeper node] {msg}", file=sys.stderr, flush=True)
-
-
-def _wait(what: str, check: Callable[[], bool], alive: Callable[[], bool], timeout: float,
-          log: Path | str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if not alive():
-            raise RuntimeError(f"{what} exited while starting; see {log}")
-        time.sleep(0.2)
-    raise TimeoutError(f"{what} not ready within {timeout:.0f}s; see {log}")
 
 
 # Nothing is ever pulled: an image a Pod names but the node lacks must fail on this machine,
@@ -100,12 +88,13 @@ def start(env: LocalEnvironment, bins: dict[str, Path], *, timeout: float = 120.
     rec = env.start("containerd", [str(bins["containerd"]), "--config", str(lay.containerd_config)],
                     env=_containerd_env(bins["containerd"].parent))
 
-    def containerd_up() -> bool:
+    def containerd_up() -> bool | Pending:
         out = subprocess.run([str(ctr), "--address", str(lay.containerd_socket), "version"],
-                             capture_output=True, check=False, timeout=10)
-        return out.returncode == 0
+                             capture_output=True, text=True, check=False, timeout=10)
+        return out.returncode == 0 or Pending(out.stderr.strip()[-300:]
+                                             or f"ctr version exited {out.returncode}")
 
-    _wait("containerd", containerd_up, rec.alive, timeout, rec.log)
+    wait_until(containerd_up, what="containerd", timeout=timeout, alive=rec.alive, log=rec.log)
     _say(f"containerd {versions.CONTAINERD} up in {time.monotonic() - t0:.1f}s")
     log = env.logs / "images.log"
     for archive in (pause_archive, coredns_archive, kk_archive):
@@ -129,7 +118,8 @@ def start(env: LocalEnvironment, bins: dict[str, Path], *, timeout: float = 120.
         f"--cert-dir={lay.kubelet_pki}", f"--node-ip={L.NODE_IP}",
         f"--hostname-override={L.NODE_NAME}", "--v=1",
     ], env=_path_env(), ports={"healthz": healthz, "https": 10250})
-    _wait("kubelet (Node Ready)", lambda: node_ready(env), kubelet.alive, timeout, kubelet.log)
+    wait_until(lambda: node_ready(env), what="kubelet (Node Ready)", timeout=timeout,
+               alive=kubelet.alive, log=kubelet.log)
     _say(f"kubelet registered {L.NODE_NAME}, Ready in {time.monotonic() - t1:.1f}s")
 
     # kube-proxy
@@ -142,8 +132,8 @@ def start(env: LocalEnvironment, bins: dict[str, Path], *, timeout: float = 120.
         lay, healthz_port=p_health, metrics_port=p_metrics)))
     proxy = env.start("kube-proxy", [str(bins["kube-proxy"]), f"--config={lay.kube_proxy_config}",
                                      "--v=1"], env=_path_env(), ports={"healthz": p_health})
-    _wait("kube-proxy", lambda: _http_ok(f"http://127.0.0.1:{p_health}/healthz"), proxy.alive,
-          timeout, proxy.log)
+    wait_until(lambda: http_ok(f"http://127.0.0.1:{p_health}/healthz"), what="kube-proxy",
+               timeout=timeout, alive=proxy.alive, log=proxy.log)
     # kube-proxy put its jumps in front; the guard goes back to the top of the chains.
     network.install_guard()
 
@@ -166,24 +156,15 @@ def start(env: LocalEnvironment, bins: dict[str, Path], *, timeout: float = 120.
     _say(f"real node up in {time.monotonic() - t0:.1f}s")
 
 
-def node_ready(env: LocalEnvironment) -> bool:
-    try:
-        code, body = controlplane.api_get(env.server, env.pki(), f"/api/v1/nodes/{L.NODE_NAME}")
-    except OSError:
-        return False
+def node_ready(env: LocalEnvironment) -> bool | Pending:
+    """A condition (for wait_until): the node is registered and its Ready condition is True."""
+    code, body = controlplane.api_get(env.server, env.pki(), f"/api/v1/nodes/{L.NODE_NAME}")
     if code != 200:
-        return False
+        return Pending(f"HTTP {code} for Node {L.NODE_NAME}")
     node: dict[str, Any] = json.loads(body)
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (node.get("status") or {}).get("conditions") or [])
-
-
-def _http_ok(url: str) -> bool:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
+    ready = [c for c in (node.get("status") or {}).get("conditions") or []
+             if c.get("type") == "Ready"]
+    if ready and ready[0].get("status") == "True":
+        return True
+    return Pending(f"Ready={ready[0].get('status')} ({ready[0].get('reason')})" if ready
+                   else f"Node {L.NODE_NAME} has no Ready condition yet")
