@@ -9,16 +9,13 @@ Deployment's would.
 from __future__ import annotations
 
 import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
-from pathlib import Path
+from functools import partial
 
 from kernelkeeper.gateway.availability import ACTIVE_PASSIVE, normalize_mode
 from kernelkeeper.local import nginx
 from kernelkeeper.local.environment import LocalEnvironment
 from kernelkeeper.local.processes import free_port
+from kernelkeeper.local.wait import http_ok, wait_until
 
 SUPERVISE = [sys.executable, "-m", "kernelkeeper.local.supervise", "--"]
 
@@ -43,7 +40,8 @@ def gateway_stage(env: LocalEnvironment, *, replicas: int = 1,
         )
         url = f"http://127.0.0.1:{port}"
         # A standby is healthy but not ready; only the whole fleet must have one ready replica.
-        _wait(f"{url}/healthz", record.alive, Path(record.log), timeout, name)
+        wait_until(partial(http_ok, f"{url}/healthz"), what=name, timeout=timeout,
+                   alive=record.alive, log=record.log)
         urls.append(url)
         _say(f"{name} up at {url} ({mode})")
     front = urls[0]
@@ -54,28 +52,15 @@ def gateway_stage(env: LocalEnvironment, *, replicas: int = 1,
         record = env.start("nginx", nginx.command(nginx.find_nginx(), conf, env.state_dir / "nginx"),
                            ports={"http": port})
         front = f"http://127.0.0.1:{port}"
-        _wait(f"{front}/readyz", record.alive, Path(record.log), timeout, "nginx")
+        wait_until(partial(http_ok, f"{front}/readyz"), what="nginx", timeout=timeout,
+                   alive=record.alive, log=record.log)
         _say(f"nginx in front of {len(urls)} gateways at {front}")
     else:
-        _wait(f"{front}/readyz", lambda: True, Path(env.logs / "gateway.log"), timeout, "gateway")
+        wait_until(partial(http_ok, f"{front}/readyz"), what="gateway", timeout=timeout,
+                   log=env.logs / "gateway.log")
     if mode == ACTIVE_PASSIVE:
         _say("active-passive: one replica holds the Lease, the others stand by")
     env.info["gateway_url"] = front
     env.info["gateway_urls"] = urls
     env.info["availability_mode"] = mode
     env.save()
-
-
-def _wait(url: str, alive: Callable[[], bool], log: Path, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        if not alive():
-            raise RuntimeError(f"{what} exited while starting; see {log}")
-        time.sleep(0.2)
-    raise TimeoutError(f"{what} was not ready within {timeout:.0f}s; see {log}")

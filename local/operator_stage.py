@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 from kernelkeeper.local.environment import LocalEnvironment
+from kernelkeeper.local.wait import Pending, wait_until
 
 OPERATOR_COMPONENT = "operator"
 LEADING = "is the leader"
@@ -27,12 +27,11 @@ def operator_stage(env: LocalEnvironment, *, timeout: float = 60.0) -> None:
          "--lease-namespace", "default"],
     )
     log = Path(record.log)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def leading() -> bool | Pending:
         if log.exists() and LEADING in log.read_text(errors="replace"):
-            print("[kernelkeeper local] operator leading", file=sys.stderr, flush=True)
-            return
-        if not record.alive():
-            raise RuntimeError(f"the operator exited while starting; see {log}")
-        time.sleep(0.2)
-    raise TimeoutError(f"the operator did not start leading within {timeout:.0f}s; see {log}")
+            return True
+        return Pending(f"no {LEADING!r} in its log yet")
+
+    wait_until(leading, what="the operator", timeout=timeout, alive=record.alive, log=log)
+    print("[kernelkeeper local] operator leading", file=sys.stderr, flush=True)

@@ -26,8 +26,8 @@ def stages_for(args: argparse.Namespace) -> list[Stage]:
 
         return [lambda env: chart_stage(env, replicas=replicas or 2,
                                         availability_mode=normalize_mode(mode))]
-    from kernelkeeper.gateway.stage import gateway_stage
-    from kernelkeeper.operator.stage import operator_stage
+    from kernelkeeper.local.gateway_stage import gateway_stage
+    from kernelkeeper.local.operator_stage import operator_stage
 
     return [operator_stage,
             lambda env: gateway_stage(env, replicas=replicas or 1, availability_mode=mode)]
