@@ -10,12 +10,9 @@ import asyncio
 import logging
 import os
 import signal
-import time
 import uuid
 from typing import Any
 
-from kubernetes.aio import client as kclient
-from kubernetes.aio import config as kconfig
 from tornado.httpserver import HTTPServer
 from tornado.web import Application
 
@@ -27,27 +24,12 @@ from kernelkeeper.gateway.config import GatewayConfig
 from kernelkeeper.gateway.kernels import KernelManager
 from kernelkeeper.gateway.metrics import Metrics
 from kernelkeeper.gateway.store import SessionStore
-from kernelkeeper.kernel.specs import KernelSpec, load_kernel_specs, search_path
-from kernelkeeper.operator.kube import Kube
+from kernelkeeper.kernel.specs import SpecCatalog
+from kernelkeeper.kube.client import Kube
 
 log = logging.getLogger("kernelkeeper.gateway")
 
 _ID = r"([^/]+)"
-
-
-class SpecCache:
-    """Kernel specs from the operator's directories, re-read at most every `ttl` seconds."""
-
-    def __init__(self, dirs: list[str], ttl: float = 30.0) -> None:
-        self.dirs, self.ttl = dirs, ttl
-        self._specs: dict[str, KernelSpec] = {}
-        self._loaded = float("-inf")
-
-    def __call__(self) -> dict[str, KernelSpec]:
-        if time.monotonic() - self._loaded > self.ttl:
-            self._specs = load_kernel_specs(search_path(self.dirs))
-            self._loaded = time.monotonic()
-        return self._specs
 
 
 def routes(base: str) -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
@@ -68,16 +50,6 @@ def routes(base: str) -> list[tuple[str, type, dict[str, Any]] | tuple[str, type
     return table
 
 
-async def api_client(cfg: GatewayConfig) -> kclient.ApiClient:
-    if cfg.kubeconfig:
-        return await kconfig.new_client_from_config(config_file=cfg.kubeconfig)
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        conf = kclient.Configuration()
-        kconfig.load_incluster_config(client_configuration=conf)
-        return kclient.ApiClient(conf)
-    return await kconfig.new_client_from_config()
-
-
 class Gateway:
     def __init__(self, cfg: GatewayConfig) -> None:
         self.cfg = cfg
@@ -87,15 +59,16 @@ class Gateway:
 
     async def start(self) -> None:
         cfg = self.cfg
-        self.api = await api_client(cfg)
-        self.store = SessionStore(self.api, cfg.namespace)
+        self.kube = await Kube.connect(cfg.kubeconfig or None)
+        self.store = SessionStore(self.kube, cfg.namespace)
         self.activity = ActivityReporter(cfg, self.store, self.metrics)
-        self.specs = SpecCache(list(cfg.kernel_spec_path))
+        self.specs = SpecCatalog(list(cfg.kernel_spec_path), ttl=30.0)
         self.manager = KernelManager(cfg, self.store, self.specs, self.metrics, self.activity)
         # Its own connection pool, so renewals never queue behind watch or activity traffic.
-        self.lease_api = await api_client(cfg)
+        self.lease_kube = await Kube.connect(cfg.kubeconfig or None,
+                                             timeout=max(1.0, cfg.retry_period))
         self.availability = Availability(
-            cfg.availability_mode, Kube(self.lease_api, timeout=max(1.0, cfg.retry_period)),
+            cfg.availability_mode, self.lease_kube,
             # One identity per process, not per replica slot: a restarted replica is a new
             # candidate (a new epoch), never the old holder silently resuming its tenure.
             identity=f"{cfg.replica_id}_{uuid.uuid4().hex[:8]}", lease_name=cfg.lease_name,
@@ -170,8 +143,8 @@ class Gateway:
         await self.activity.close(final_flush=True)
         self.manager.close()
         await self.store.close()
-        await self.api.close()
-        await self.lease_api.close()
+        await self.kube.close()
+        await self.lease_kube.close()
         try:
             await asyncio.wait_for(self.server.close_all_connections(), 2)
         except TimeoutError:

@@ -1,6 +1,6 @@
 """Availability modes: every replica serves (active-active), or only the Lease holder does.
 
-active-passive uses the operator's LeaseElector (operator/lease.py, the one Lease implementation
+active-passive uses kube/lease.py's LeaseElector (the one Lease implementation
 in this code base). The gate is `serving()`: a monotonic-clock check that the last successful
 renew started less than `renew_deadline` ago. Handlers call it before every side effect, so a
 holder that was paused (SIGSTOP, a long GC, a hung apiserver call) refuses work the moment it
@@ -18,8 +18,9 @@ import os
 from collections.abc import Awaitable, Callable
 
 from kernelkeeper.crds import model as crd
-from kernelkeeper.operator.kube import ApiError, Kube, core_path
-from kernelkeeper.operator.lease import LeaseElector
+from kernelkeeper.kube.client import ApiError, Kube
+from kernelkeeper.kube.lease import LeaseElector
+from kernelkeeper.kube.paths import core_path
 
 log = logging.getLogger("kernelkeeper.gateway.availability")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mimetypes
 from typing import Any
@@ -13,6 +14,7 @@ from kernelkeeper import __version__
 from kernelkeeper.gateway.base import GatewayMixin
 from kernelkeeper.gateway.errors import GatewayError
 from kernelkeeper.gateway.validation import parse_body
+from kernelkeeper.kernel.specs import KernelSpec
 
 
 class JSONHandler(GatewayMixin, web.RequestHandler):
@@ -34,12 +36,12 @@ class ApiHandler(JSONHandler):
 # ---------------------------------------------------------------------- kernel specs
 
 
-def spec_model(spec: Any, base: str) -> dict[str, Any]:
+def spec_model(spec: KernelSpec, base: str) -> dict[str, Any]:
     body = {k: v for k, v in spec.spec.items() if k != "metadata"}
     meta = {k: v for k, v in (spec.spec.get("metadata") or {}).items() if k != "kernelkeeper"}
     body["metadata"] = meta
     resources = {}
-    for name in spec.resources():
+    for name in spec.resources:
         stem = name.rsplit(".", 1)[0]
         resources[stem if stem.startswith("logo-") else name] = \
             f"{base}/kernelspecs/{quote(spec.name)}/{quote(name)}"
@@ -47,8 +49,8 @@ def spec_model(spec: Any, base: str) -> dict[str, Any]:
 
 
 class KernelSpecsHandler(JSONHandler):
-    def get(self) -> None:
-        specs = self.settings["kk_specs"]()
+    async def get(self) -> None:
+        specs = await self.settings["kk_specs"].get()
         base = self.settings["kk_config"].base_path
         # jupyter_server with KERNEL_USERNAME set asks for one spec as ?user=<u>/<name>.
         user = self.get_argument("user", "")
@@ -66,20 +68,24 @@ class KernelSpecsHandler(JSONHandler):
 
 
 class KernelSpecHandler(JSONHandler):
-    def get(self, name: str) -> None:
-        specs = self.settings["kk_specs"]()
+    async def get(self, name: str) -> None:
+        specs = await self.settings["kk_specs"].get()
         if name not in specs:
             raise GatewayError(404, "Not Found", f"Kernel spec {name} not found")
         self.write_json(spec_model(specs[name], self.settings["kk_config"].base_path))
 
 
 class KernelSpecResourceHandler(JSONHandler):
-    def get(self, name: str, filename: str) -> None:
-        spec = self.settings["kk_specs"]().get(name)
+    async def get(self, name: str, filename: str) -> None:
+        spec = (await self.settings["kk_specs"].get()).get(name)
         # Only files the spec directory lists: no path from the client reaches the filesystem.
-        if spec is None or filename not in spec.resources():
+        if spec is None or filename not in spec.resources:
             raise GatewayError(404, "Not Found", f"No resource {filename} for kernel spec {name}")
-        data = (spec.resource_dir / filename).read_bytes()
+        try:
+            data = await asyncio.to_thread(spec.read_resource, filename)
+        except OSError:
+            raise GatewayError(404, "Not Found",
+                               f"No resource {filename} for kernel spec {name}") from None
         self.set_header("Content-Type",
                         mimetypes.guess_type(filename)[0] or "application/octet-stream")
         self.finish(data)

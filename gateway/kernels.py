@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from typing import Any, NoReturn
-
-from kubernetes.aio.client.exceptions import ApiException
 
 from kernelkeeper.crds import model as crd
 from kernelkeeper.gateway import limits
@@ -25,15 +22,10 @@ from kernelkeeper.gateway.metrics import Metrics
 from kernelkeeper.gateway.model import kernel_model, phase
 from kernelkeeper.gateway.store import SessionStore
 from kernelkeeper.gateway.validation import StartRequest, validate_start
+from kernelkeeper.kernel.specs import SpecCatalog
+from kernelkeeper.kube.client import ApiError
 
 log = logging.getLogger(__name__)
-
-
-def _api_message(exc: ApiException) -> str:
-    try:
-        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
-    except ValueError:
-        return str(exc.reason)
 
 
 def _settled(obj: dict[str, Any] | None) -> bool:
@@ -41,11 +33,11 @@ def _settled(obj: dict[str, Any] | None) -> bool:
 
 
 class KernelManager:
-    def __init__(self, cfg: GatewayConfig, store: SessionStore, specs: Any, metrics: Metrics,
+    def __init__(self, cfg: GatewayConfig, store: SessionStore, specs: SpecCatalog, metrics: Metrics,
                  activity: ActivityReporter) -> None:
         self.cfg = cfg
         self.store = store
-        self.specs = specs  # callable returning {name: KernelSpec}
+        self.specs = specs
         self.metrics = metrics
         self.activity = activity
         self.context = limits.kernel_context(limits.raise_open_files_limit())
@@ -214,7 +206,7 @@ class KernelManager:
                                    f"{len(mine)} kernels (limit {self.cfg.max_kernels_per_user})")
 
     async def start(self, body: Any) -> dict[str, Any]:
-        req = validate_start(body, self.specs(), self.cfg)
+        req = validate_start(body, await self.specs.get(), self.cfg)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.store.synced.wait(), 10)
         self._check_limits(req)
@@ -225,9 +217,9 @@ class KernelManager:
         started = time.monotonic()
         try:
             await self.store.create(manifest)
-        except ApiException as exc:
+        except ApiError as exc:
             self.metrics.inc("kernel_starts_total", result="rejected")
-            message = _api_message(exc)
+            message = exc.message
             if exc.status in (400, 422):
                 raise GatewayError(400, "Bad Request", message) from None
             raise GatewayError(503 if (exc.status or 500) >= 500 else exc.status,

@@ -4,7 +4,7 @@ The watch lists, then watches from the list's resourceVersion; on any error it b
 lists again, so the cache converges after API server restarts or expired resource versions.
 A kernel id missing from the cache (created a moment ago through another replica) is looked
 up with a direct GET, so hydration never depends on the watch having caught up.
-All calls go through kubernetes.aio: nothing here blocks the event loop.
+All calls go through kube/ (async, hard timeouts): nothing here blocks the event loop.
 """
 
 from __future__ import annotations
@@ -12,15 +12,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes.aio import client
-from kubernetes.aio.client.exceptions import ApiException
-
 from kernelkeeper.crds import model as crd
+from kernelkeeper.kube.client import ApiError, Kube
+from kernelkeeper.kube.paths import core_path, group_path
+from kernelkeeper.kube.watch import watch
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +28,9 @@ _WATCH_SECONDS = 240  # server-side watch timeout; the loop simply re-watches
 
 
 class SessionStore:
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self.api = api
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        self.kube = kube
         self.namespace = namespace
-        self.custom = client.CustomObjectsApi(api)
-        self.core = client.CoreV1Api(api)
         self.cache: dict[str, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self.healthy = False
@@ -71,9 +68,11 @@ class SessionStore:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
 
+    def _path(self, name: str | None = None, sub: str | None = None) -> str:
+        return group_path(crd.GROUP, crd.VERSION, crd.PLURAL, self.namespace, name, sub)
+
     async def _list(self) -> None:
-        result = await self.custom.list_namespaced_custom_object(
-            crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL)
+        result = await self.kube.request("GET", self._path())
         items = {o["metadata"]["name"]: o for o in result.get("items", [])}
         for name in set(self.cache) - set(items):
             gone = self.cache.pop(name)
@@ -88,35 +87,21 @@ class SessionStore:
         self.synced.set()
 
     async def _watch(self) -> None:
-        resp = await self.custom.list_namespaced_custom_object_without_preload_content(
-            crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL, watch=True,
-            resource_version=self._resource_version, allow_watch_bookmarks=True,
-            timeout_seconds=_WATCH_SECONDS,
-            _request_timeout=_WATCH_SECONDS + 30)
-        try:
-            if resp.status != 200:
-                raise RuntimeError(f"watch answered {resp.status}: {(await resp.text())[:200]}")
-            while True:
-                line = await resp.content.readline()
-                if not line:
-                    return  # server closed the watch (timeout); caller lists again
-                event = json.loads(line)
-                etype, obj = event.get("type"), event.get("object") or {}
-                if etype == "ERROR":
-                    raise RuntimeError(f"watch error: {obj.get('message')}")
-                rv = (obj.get("metadata") or {}).get("resourceVersion")
-                if rv:
-                    self._resource_version = rv
-                if etype == "BOOKMARK":
-                    continue
-                name = obj["metadata"]["name"]
-                if etype == "DELETED":
-                    self.cache.pop(name, None)
-                else:
-                    self.cache[name] = obj
-                self._emit(etype, obj)
-        finally:
-            resp.release()
+        """Apply events until the server ends the watch; the caller then lists again."""
+        async for event in watch(self.kube, self._path(), resource_version=self._resource_version,
+                                 timeout_seconds=_WATCH_SECONDS):
+            etype, obj = event["type"], event["object"]
+            rv = (obj.get("metadata") or {}).get("resourceVersion")
+            if rv:
+                self._resource_version = rv
+            if etype == "BOOKMARK":
+                continue
+            name = obj["metadata"]["name"]
+            if etype == "DELETED":
+                self.cache.pop(name, None)
+            else:
+                self.cache[name] = obj
+            self._emit(etype, obj)
 
     def _emit(self, etype: str, obj: dict[str, Any]) -> None:
         name = obj["metadata"]["name"]
@@ -135,13 +120,9 @@ class SessionStore:
         """The session, from the cache or (missing or `fresh`) from the API server."""
         if not fresh and name in self.cache:
             return self.cache[name]
-        try:
-            obj = await self.custom.get_namespaced_custom_object(
-                crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL, name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        obj = await self.kube.get(self._path(name))
+        if obj is None:
+            return None
         cached = self.cache.get(name)
         if cached is None or _rv(obj) >= _rv(cached):
             self.cache[name] = obj
@@ -176,8 +157,10 @@ class SessionStore:
         ref = (obj.get("status") or {}).get("keySecretRef") or {}
         secret_name = ref.get("name") or crd.key_secret_name(obj["metadata"]["name"])
         field = ref.get("key") or crd.KEY_SECRET_FIELD
-        secret = await self.core.read_namespaced_secret(secret_name, self.namespace)
-        data = (secret.data or {}).get(field)
+        secret = await self.kube.get(core_path(self.namespace, "secrets", secret_name))
+        if secret is None:
+            raise KeyError(f"secret {secret_name} does not exist")
+        data = (secret.get("data") or {}).get(field)
         if data is None:
             raise KeyError(f"secret {secret_name} has no {field!r}")
         return base64.b64decode(data)
@@ -185,30 +168,19 @@ class SessionStore:
     # ------------------------------------------------------------------ writes
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        obj = await self.custom.create_namespaced_custom_object(
-            crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL, body)
+        obj = await self.kube.create(self._path(), body)
         self.cache.setdefault(obj["metadata"]["name"], obj)
         return obj
 
     async def delete(self, name: str) -> bool:
         """Delete the session; False if it was already gone."""
-        try:
-            await self.custom.delete_namespaced_custom_object(
-                crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL, name,
-                propagation_policy="Background")
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        return await self.kube.delete(self._path(name), propagation="Background")
 
     async def patch_status(self, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
         """JSON merge patch on the status subresource; None if the session is gone."""
         try:
-            return await self.custom.patch_namespaced_custom_object_status(
-                crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL, name, patch,
-                _content_type="application/merge-patch+json")
-        except ApiException as exc:
+            return await self.kube.merge_patch(self._path(name, "status"), patch)
+        except ApiError as exc:
             if exc.status == 404:
                 return None
             raise

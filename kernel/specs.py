@@ -1,16 +1,19 @@
 """Kernel specs, read from standard Jupyter kernelspec directories.
 
-Operator and gateway read the same directories: the gateway lists them to clients, the operator
-renders Pods from them. Pod settings live in kernel.json under ``metadata.kernelkeeper``:
-``image``, ``resources``, ``nodeSelector``, ``tolerations``, ``serviceAccountName``.
+Operator and gateway read the same directories through one `SpecCatalog`: the gateway lists
+the specs to clients, the operator renders Pods from them. Pod settings live in kernel.json
+under ``metadata.kernelkeeper``: ``image``, ``resources``, ``nodeSelector``, ``tolerations``,
+``serviceAccountName``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,9 @@ class KernelSpec:
     resource_dir: Path
     spec: dict[str, Any]
     pod: dict[str, Any] = field(default_factory=dict)
+    # Files other than kernel.json that clients may fetch (logos, kernel.js, ...), listed
+    # when the spec is loaded so that serving the spec never touches the disk.
+    resources: tuple[str, ...] = ()
 
     @property
     def argv(self) -> list[str]:
@@ -37,11 +43,11 @@ class KernelSpec:
     def display_name(self) -> str:
         return str(self.spec.get("display_name", self.name))
 
-    def resources(self) -> list[str]:
-        """Files other than kernel.json that clients may fetch (logos, kernel.js, ...)."""
-        return sorted(
-            p.name for p in self.resource_dir.iterdir() if p.is_file() and p.name != "kernel.json"
-        )
+    def read_resource(self, name: str) -> bytes:
+        """One of `resources` (blocking: call it off the event loop)."""
+        if name not in self.resources:
+            raise FileNotFoundError(name)
+        return (self.resource_dir / name).read_bytes()
 
 
 def search_path(configured: list[str] | None = None) -> list[Path]:
@@ -72,5 +78,31 @@ def load_kernel_specs(dirs: list[Path]) -> dict[str, KernelSpec]:
                 log.warning("skipping kernel spec %s: %s", spec_file, exc)
                 continue
             pod = (data.get("metadata") or {}).get("kernelkeeper") or {}
-            found[entry.name] = KernelSpec(entry.name, entry, data, dict(pod))
+            resources = tuple(sorted(p.name for p in entry.iterdir()
+                                     if p.is_file() and p.name != "kernel.json"))
+            found[entry.name] = KernelSpec(entry.name, entry, data, dict(pod), resources)
     return found
+
+
+class SpecCatalog:
+    """The kernel specs of `dirs` (see `search_path`), re-read at most every `ttl` seconds.
+
+    `get()` reads the disk on a worker thread, so neither the operator's nor the gateway's
+    event loop ever waits on it; until the first load finishes, callers await that load.
+    """
+
+    def __init__(self, dirs: list[str] | tuple[str, ...], ttl: float = 5.0) -> None:
+        self.dirs = list(dirs)
+        self.ttl = ttl
+        self._specs: dict[str, KernelSpec] = {}
+        self._loaded = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> dict[str, KernelSpec]:
+        if time.monotonic() - self._loaded > self.ttl:
+            async with self._lock:  # one reload at a time, however many requests ask
+                if time.monotonic() - self._loaded > self.ttl:
+                    self._specs = await asyncio.to_thread(load_kernel_specs,
+                                                          search_path(self.dirs))
+                    self._loaded = time.monotonic()
+        return self._specs

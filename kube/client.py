@@ -1,46 +1,40 @@
-"""A small async Kubernetes client that speaks plain dicts, on top of ``kubernetes.aio``.
+"""The one async Kubernetes client of kernelkeeper: plain dicts over ``kubernetes.aio``.
 
-kubernetes.aio handles configuration and authentication (kubeconfig or in-cluster); this
-wrapper keeps objects in their wire form (camelCase dicts, as manifests are written), puts a
-hard timeout on every request, and can refuse writes when a guard (the Lease) says no.
+kubernetes.aio handles configuration, authentication and the connection pool; this wrapper
+keeps objects in their wire form (camelCase dicts, as manifests are written), puts a hard
+timeout on every request, raises one `ApiError` for every non-2xx answer, and can refuse
+writes when a guard (the Lease) says no. Watches go through `stream` and `kube.watch`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
 from kubernetes.aio import client as aclient
-from kubernetes.aio import config as aconfig
+
+from kernelkeeper.kube.config import load_configuration
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
 
 class ApiError(Exception):
+    """A non-2xx answer; `message` is the API server's own explanation when it gave one."""
+
     def __init__(self, status: int, reason: str, body: Any = None) -> None:
         self.status, self.reason, self.body = status, reason, body
         msg = body.get("message") if isinstance(body, dict) else body
+        self.message = str(msg or reason)
         super().__init__(f"{status} {reason}: {msg}")
 
 
 class NotLeader(RuntimeError):
     """A write was attempted while this replica does not hold the Lease."""
-
-
-async def load_configuration(kubeconfig: str | None = None) -> aclient.Configuration:
-    """In-cluster when no kubeconfig is given and we run in a Pod; the kubeconfig otherwise."""
-    conf = aclient.Configuration()
-    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        aconfig.load_incluster_config(client_configuration=conf)
-    else:
-        await aconfig.load_kube_config(config_file=kubeconfig or os.environ.get("KUBECONFIG"),
-                                       client_configuration=conf, persist_config=False)
-    return conf
 
 
 class Kube:
@@ -56,7 +50,8 @@ class Kube:
 
     @property
     def configuration(self) -> aclient.Configuration:
-        return self.api.configuration
+        conf: aclient.Configuration = self.api.configuration
+        return conf
 
     async def close(self) -> None:
         await self.api.close()
@@ -67,27 +62,44 @@ class Kube:
         """One API call; raises ApiError for non-2xx answers, TimeoutError past `timeout`."""
         if guarded and method != "GET" and self.guard is not None and not self.guard():
             raise NotLeader(f"refusing {method} {path}: not the leader")
+        limit = timeout or self.timeout
+        async with asyncio.timeout(limit):
+            resp = await self._send(method, path, query, body, content_type, limit)
+            raw = await resp.read()
+        data = _decode(raw)
+        if not 200 <= resp.status < 300:
+            raise ApiError(resp.status, resp.reason or "", data)
+        if not isinstance(data, dict):
+            raise ApiError(resp.status, "answer is not a JSON object", data)
+        return data
+
+    @contextlib.asynccontextmanager
+    async def stream(self, path: str, *, query: Mapping[str, Any] | None = None,
+                     timeout: float) -> AsyncIterator[aiohttp.StreamReader]:
+        """A GET whose body is read as it arrives (a watch); the whole exchange ends by
+        `timeout`. Raises ApiError, with the server's message, for a non-2xx answer."""
+        resp = await self._send("GET", path, query, None, None, timeout)
+        raw: aiohttp.ClientResponse = resp.response
+        try:
+            if not 200 <= raw.status < 300:
+                async with asyncio.timeout(self.timeout):
+                    body = await raw.read()
+                raise ApiError(raw.status, raw.reason or "", _decode(body))
+            yield raw.content
+        finally:
+            raw.release()
+
+    async def _send(self, method: str, path: str, query: Mapping[str, Any] | None, body: Any,
+                    content_type: str | None, limit: float) -> Any:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
-        limit = timeout or self.timeout
         params = await self.api.param_serialize(
             method=method, resource_path=path, query_params=list((query or {}).items()) or None,
             header_params=headers, body=body, auth_settings=["BearerToken"],
         )
-        async with asyncio.timeout(limit):
-            resp = await self.api.call_api(
-                *params, _request_timeout=aiohttp.ClientTimeout(total=limit)
-            )
-            raw = await resp.read()
-        data: Any
-        try:
-            data = json.loads(raw) if raw else {}
-        except ValueError:
-            data = raw.decode(errors="replace")
-        if not 200 <= resp.status < 300:
-            raise ApiError(resp.status, resp.reason or "", data)
-        return data
+        return await self.api.call_api(*params,
+                                       _request_timeout=aiohttp.ClientTimeout(total=limit))
 
     # ------------------------------------------------------------------ conveniences
 
@@ -123,23 +135,8 @@ class Kube:
             raise
 
 
-def core_path(namespace: str, plural: str, name: str | None = None, sub: str | None = None) -> str:
-    path = f"/api/v1/namespaces/{namespace}/{plural}"
-    if name:
-        path += f"/{name}"
-    if sub:
-        path += f"/{sub}"
-    return path
-
-
-def group_path(group: str, version: str, plural: str, namespace: str | None = None,
-               name: str | None = None, sub: str | None = None) -> str:
-    path = f"/apis/{group}/{version}"
-    if namespace:
-        path += f"/namespaces/{namespace}"
-    path += f"/{plural}"
-    if name:
-        path += f"/{name}"
-    if sub:
-        path += f"/{sub}"
-    return path
+def _decode(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        return raw.decode(errors="replace")

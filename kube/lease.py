@@ -14,7 +14,7 @@ Semantics follow client-go (15/10/2 s), with the gaps of the Python clients clos
 
 Usage::
 
-    elector = LeaseElector(api, "my-lease", "ns", identity)
+    elector = LeaseElector(kube, "my-lease", "ns", identity)
     await elector.acquire()            # returns once leading
     lost = asyncio.create_task(elector.hold())   # returns when leadership is lost
     ... check elector.is_leader() before side effects ...
@@ -27,15 +27,15 @@ import asyncio
 import concurrent.futures
 import contextlib
 import datetime as dt
+import functools
 import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from kubernetes.aio import client as aclient
-
-from kernelkeeper.operator.kube import ApiError, Kube
+from kernelkeeper.kube.client import ApiError, Kube
+from kernelkeeper.kube.paths import lease_path
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,11 @@ def _micro_time() -> str:
 
 
 class LeaseElector:
-    def __init__(self, api: Kube | aclient.ApiClient, name: str, namespace: str, identity: str,
+    def __init__(self, kube: Kube, name: str, namespace: str, identity: str,
                  duration: float = 15, renew_deadline: float = 10, retry: float = 2) -> None:
         if not (duration > renew_deadline > retry > 0):
             raise ValueError("need duration > renew_deadline > retry > 0")
-        self.kube = api if isinstance(api, Kube) else Kube(api)
+        self.kube = kube
         self.name, self.namespace, self.identity = name, namespace, identity
         self.duration, self.renew_deadline, self.retry = duration, renew_deadline, retry
         self._last_renewal: float | None = None  # monotonic, before the successful request
@@ -59,7 +59,7 @@ class LeaseElector:
 
     @property
     def path(self) -> str:
-        return f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases/{self.name}"
+        return lease_path(self.namespace, self.name)
 
     def is_leader(self) -> bool:
         last = self._last_renewal
@@ -128,7 +128,7 @@ class LeaseElector:
                 "spec": self._spec(now, now, 0),
             }
             try:
-                await self.kube.create(self.path.rsplit("/", 1)[0], body, guarded=False)
+                await self.kube.create(lease_path(self.namespace), body, guarded=False)
             except ApiError as exc:
                 if exc.status == 409:
                     return False
@@ -217,8 +217,10 @@ class LeaseThread:
                  identity: str, *, duration: float = 15, renew_deadline: float = 10,
                  retry: float = 2) -> None:
         self._connect = connect
-        self._args = (name, namespace, identity)
-        self._timing = {"duration": duration, "renew_deadline": renew_deadline, "retry": retry}
+        self.identity = identity
+        self._elector = functools.partial(LeaseElector, name=name, namespace=namespace,
+                                          identity=identity, duration=duration,
+                                          renew_deadline=renew_deadline, retry=retry)
         self.elector: LeaseElector | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="lease",
@@ -227,10 +229,6 @@ class LeaseThread:
         self._lifecycle: concurrent.futures.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def identity(self) -> str:
-        return self._args[2]
-
     def start(self) -> None:
         self._thread.start()
         self._lifecycle = asyncio.run_coroutine_threadsafe(self._run(), self._loop)
@@ -238,7 +236,7 @@ class LeaseThread:
     async def _run(self) -> None:
         self._task = asyncio.current_task()
         try:
-            self.elector = LeaseElector(await self._connect(), *self._args, **self._timing)
+            self.elector = self._elector(await self._connect())
             await self.elector.acquire()
         except BaseException as exc:
             if not self._acquired.done():  # nobody may wait forever for a Lease never coming

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from kernelkeeper.crds import model as crd
-from kernelkeeper.operator.kube import ApiError, Kube, NotLeader, core_path
+from kernelkeeper.kube.client import ApiError, Kube, NotLeader
+from kernelkeeper.kube.paths import core_path
 
 log = logging.getLogger(__name__)
 COMPONENT = "kernelkeeper-operator"
@@ -51,7 +52,7 @@ class EventRecorder:
         """Best effort: an Event that cannot be written is logged, never fatal."""
         ns = ks["metadata"]["namespace"]
         body = event_body(ks, "Warning" if warning else "Normal", reason, message,
-                          self.instance, crd.now_iso())
+                          self.instance, crd.format_time())
         log.info("event %s/%s %s: %s", ns, ks["metadata"]["name"], reason, message)
         try:
             await self.kube.create(core_path(ns, "events"), body)

@@ -16,8 +16,8 @@ from typing import Any
 import kopf
 
 from kernelkeeper.crds import model as crd
+from kernelkeeper.kube.client import ApiError, Kube, NotLeader
 from kernelkeeper.operator import render
-from kernelkeeper.operator.kube import ApiError, Kube, NotLeader
 from kernelkeeper.operator.reconcile import Reconciler
 from kernelkeeper.operator.settings import OperatorConfig
 

@@ -13,16 +13,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kernelkeeper.crds import model as crd
-from kernelkeeper.kernel.specs import KernelSpec, load_kernel_specs, search_path
+from kernelkeeper.kernel.specs import KernelSpec, SpecCatalog
+from kernelkeeper.kube.client import ApiError, Kube, NotLeader
+from kernelkeeper.kube.paths import core_path
 from kernelkeeper.operator import render
 from kernelkeeper.operator.culling import cull_decision
 from kernelkeeper.operator.events import EventRecorder
-from kernelkeeper.operator.kube import ApiError, Kube, NotLeader, core_path
 from kernelkeeper.operator.launcher_status import LauncherStatusReader
 from kernelkeeper.operator.pods import PodView, loss_reason, view
 from kernelkeeper.operator.settings import OperatorConfig
@@ -35,22 +35,6 @@ from kernelkeeper.operator.status import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class SpecCatalog:
-    """Kernel specs from disk, re-read at most every `ttl` seconds (off the event loop)."""
-
-    def __init__(self, dirs: tuple[str, ...], ttl: float = 5.0) -> None:
-        self.dirs = list(dirs)
-        self.ttl = ttl
-        self._specs: dict[str, KernelSpec] = {}
-        self._loaded = -1e9
-
-    async def get(self) -> dict[str, KernelSpec]:
-        if time.monotonic() - self._loaded > self.ttl:
-            self._specs = await asyncio.to_thread(load_kernel_specs, search_path(self.dirs))
-            self._loaded = time.monotonic()
-        return self._specs
 
 
 class Reconciler:
@@ -150,7 +134,7 @@ class Reconciler:
             message = (f"kernel culled after {decision.idle_seconds:.0f}s without activity "
                        f"(idle timeout {decision.timeout}s)")
             desired = desired_status(ks, Readiness(False, crd.REASON_CULLED, message),
-                                     culledAt=crd.now_iso())
+                                     culledAt=crd.format_time())
             try:
                 await write_status(self.kube, ks, desired)
                 fresh = await self.kube.get(ks_path(namespace, name))

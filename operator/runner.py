@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 
 import kopf
 
+from kernelkeeper.kube.client import Kube, NotLeader
+from kernelkeeper.kube.lease import LeaseThread
 from kernelkeeper.operator.handlers import build_registry, kopf_settings
-from kernelkeeper.operator.kube import Kube, NotLeader
-from kernelkeeper.operator.lease import LeaseThread
 from kernelkeeper.operator.reconcile import Reconciler
 from kernelkeeper.operator.settings import OperatorConfig
 

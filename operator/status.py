@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kernelkeeper.crds import model as crd
-from kernelkeeper.operator.kube import Kube, group_path
+from kernelkeeper.kube.client import Kube
+from kernelkeeper.kube.paths import group_path
 
 OWNED_FIELDS = ("observedGeneration", "podName", "podIP", "connection", "keySecretRef",
                 "restarts", "startedAt", "culledAt")
@@ -46,7 +47,7 @@ def desired_status(ks: Mapping[str, Any], readiness: Readiness, *,
     if out.get("restarts") is None:
         out["restarts"] = 0
     if readiness.ready and not out.get("startedAt"):
-        out["startedAt"] = now or crd.now_iso()
+        out["startedAt"] = now or crd.format_time()
     out["conditions"] = crd.set_condition(
         current.get("conditions"), status=readiness.ready, reason=readiness.reason,
         message=readiness.message, generation=generation, now=now,

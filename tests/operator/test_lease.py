@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import uuid
 
-from kernelkeeper.operator.kube import Kube
-from kernelkeeper.operator.lease import LeaseElector
+from kernelkeeper.kube.client import Kube
+from kernelkeeper.kube.lease import LeaseElector
 
 
 async def test_lease_elector(cluster):
