@@ -80,20 +80,30 @@ def pod_name(kernel_id: str) -> str:
     return f"kernel-{kernel_id}"
 
 
-def now_iso() -> str:
-    """RFC 3339 UTC with seconds precision, as Kubernetes `date-time` fields are written."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def format_time(value: dt.datetime | None = None, *, micro: bool = False) -> str:
+    """`value` (default now) as RFC 3339 in UTC with a literal Z, the way Kubernetes writes times.
+
+    Seconds precision by default, as `date-time` fields such as a condition's lastTransitionTime
+    are written; `micro` gives the six fractional digits of a MicroTime (a Lease's renewTime)
+    and of activity times, which jupyter_server parses with ``%Y-%m-%dT%H:%M:%S.%fZ``.
+    """
+    value = dt.datetime.now(dt.UTC) if value is None else value.astimezone(dt.UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
-def now_iso_micro() -> str:
-    """RFC 3339 UTC with microseconds, for activity times (the gateway model needs 6 digits)."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def parse_time(value: Any) -> dt.datetime | None:
+    """An RFC 3339 time as an aware datetime; None if absent or not a time.
 
-
-def parse_time(value: str | None) -> dt.datetime | None:
-    if not value:
+    Lenient on purpose: status fields are written by other processes (and other versions), and
+    one malformed stamp must not break whoever reads the object.
+    """
+    if not value or not isinstance(value, str):
         return None
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
 
 
 # ---------------------------------------------------------------- status helpers
@@ -136,9 +146,9 @@ def set_condition(
                 "reason": reason,
                 "message": message,
                 "observedGeneration": generation,
-                "lastTransitionTime": (now or now_iso())
+                "lastTransitionTime": (now or format_time())
                 if changed
-                else cond.get("lastTransitionTime", now or now_iso()),
+                else cond.get("lastTransitionTime", now or format_time()),
             }
         )
     if not found:
@@ -149,7 +159,7 @@ def set_condition(
                 "reason": reason,
                 "message": message,
                 "observedGeneration": generation,
-                "lastTransitionTime": now or now_iso(),
+                "lastTransitionTime": now or format_time(),
             }
         )
     return out

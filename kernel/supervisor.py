@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import datetime as dt
 import logging
 import os
 import signal
@@ -31,6 +30,7 @@ import zmq.asyncio
 from jupyter_client.session import Session
 
 from kernelkeeper import procstat
+from kernelkeeper.crds import model as crd
 from kernelkeeper.kernel import contract
 from kernelkeeper.kernel.config import LauncherConfig, kernel_command, kernel_env
 
@@ -41,10 +41,6 @@ SHUTDOWN = "shutdown"
 RESTART = "restart"
 CRASH = "crash"
 STOPPED = "stopped"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _die_with_parent() -> None:
@@ -172,7 +168,7 @@ class Supervisor:
     def _count_restart(self, why: str, detail: str) -> None:
         self.restarts += 1
         self.state = "restarting"
-        self.last_restart = {"reason": why, "detail": detail, "at": _now()}
+        self.last_restart = {"reason": why, "detail": detail, "at": crd.format_time(micro=True)}
         log.warning("kernel %s restarting in place (%s: %s); restarts=%d",
                     self.cfg.kernel_id, why, detail, self.restarts)
 
@@ -251,7 +247,7 @@ class Supervisor:
                 proc.kill()
             return
         self.ready, self.state = True, "ready"
-        self.started_at = _now()
+        self.started_at = crd.format_time(micro=True)
         log.info("kernel %s ready on %s", self.cfg.kernel_id, self.cfg.ip)
         await self._heartbeat()
 

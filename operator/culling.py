@@ -38,18 +38,11 @@ def idle_timeout(ks: Mapping[str, Any], default: int) -> int:
     return int(default if value is None else value)
 
 
-def _t(value: Any) -> dt.datetime | None:
-    try:
-        return crd.parse_time(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
 def live_replicas(activity: Mapping[str, Any], now: dt.datetime,
                   staleness: float) -> dict[str, Mapping[str, Any]]:
     out = {}
     for rid, rep in (activity.get("replicas") or {}).items():
-        beat = _t((rep or {}).get("heartbeat"))
+        beat = crd.parse_time((rep or {}).get("heartbeat"))
         if beat is not None and (now - beat).total_seconds() <= staleness:
             out[rid] = rep
     return out
@@ -62,9 +55,10 @@ def cull_decision(ks: Mapping[str, Any], now: dt.datetime, *, default_timeout: i
     status = ks.get("status") or {}
     activity = status.get("activity") or {}
     live = live_replicas(activity, now, staleness)
-    stamps = [_t(status.get("startedAt")), _t(ks["metadata"].get("creationTimestamp")),
-              _t(activity.get("lastActivity"))]
-    stamps += [_t((rep or {}).get("lastActivity"))
+    stamps = [crd.parse_time(status.get("startedAt")),
+              crd.parse_time(ks["metadata"].get("creationTimestamp")),
+              crd.parse_time(activity.get("lastActivity"))]
+    stamps += [crd.parse_time((rep or {}).get("lastActivity"))
                for rep in (activity.get("replicas") or {}).values()]
     states = [rep.get("executionState") for rep in live.values()]
     if not activity.get("replicas"):

@@ -52,3 +52,24 @@ def test_connection_round_trip():
 def test_label_value_is_valid():
     assert m.label_value("alice@example.com") == "alice_example.com"
     assert len(m.label_value("x" * 100)) == 63
+
+
+def test_format_time_writes_rfc3339_utc_in_both_kubernetes_precisions():
+    import datetime as dt
+
+    paris = dt.timezone(dt.timedelta(hours=1))
+    t = dt.datetime(2026, 1, 2, 4, 5, 6, 7, tzinfo=paris)
+    assert m.format_time(t) == "2026-01-02T03:05:06Z"
+    assert m.format_time(t, micro=True) == "2026-01-02T03:05:06.000007Z"
+    # As jupyter_server parses last_activity: one miss fails its whole kernel list.
+    dt.datetime.strptime(m.format_time(micro=True), "%Y-%m-%dT%H:%M:%S.%fZ")
+    assert m.parse_time(m.format_time(t, micro=True)) == t
+
+
+def test_parse_time_is_none_for_what_is_not_a_time_and_utc_when_naive():
+    import datetime as dt
+
+    assert m.parse_time("2026-01-02T03:05:06Z") == dt.datetime(2026, 1, 2, 3, 5, 6, tzinfo=dt.UTC)
+    assert m.parse_time("2026-01-02T03:05:06") == dt.datetime(2026, 1, 2, 3, 5, 6, tzinfo=dt.UTC)
+    for junk in (None, "", "yesterday", 1767323106):
+        assert m.parse_time(junk) is None
