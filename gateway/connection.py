@@ -3,11 +3,11 @@
 A KernelConnection owns the shared iopub subscription (one per kernel per replica, fanned out
 to every client session), private control/shell sockets for the gateway's own requests
 (kernel_info, interrupt, shutdown), and the signing Session built from the key Secret.
-Client sessions (channels.py) open their own DEALER sockets through it, so a pod that moves
+Client sessions (sessions.py) open their own DEALER sockets through it, so a pod that moves
 to a new address is followed by every socket at once (`retarget`).
 
-Messages are kept as raw frames (KernelMessage): the websocket side re-frames them without
-re-encoding JSON, which is what keeps the bridge close to direct ZMQ speed.
+Messages are kept as raw frames (wire.KernelMessage): the websocket side re-frames them
+without re-encoding JSON, which is what keeps the bridge close to direct ZMQ speed.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from jupyter_client.session import Session
 
 from kernelkeeper.gateway.errors import KernelUnavailable
 from kernelkeeper.gateway.model import LocalActivity, utcnow
+from kernelkeeper.gateway.wire import KernelMessage
 
 log = logging.getLogger(__name__)
 
@@ -35,48 +35,8 @@ DELIM = b"<IDS|MSG>"
 UNTRACKED = {"kernel_info_request", "comm_info_request", "usage_request", "debug_request"}
 
 
-class KernelMessage:
-    """A signed-and-verified kernel message as raw JSON parts plus binary buffers."""
-
-    __slots__ = ("channel", "parts", "buffers", "_header", "_parent", "_content", "cache")
-
-    def __init__(self, channel: str, parts: list[bytes], buffers: list[bytes]) -> None:
-        self.channel = channel
-        self.parts = parts  # header, parent_header, metadata, content (JSON bytes)
-        self.buffers = buffers
-        self._header: dict[str, Any] | None = None
-        self._parent: dict[str, Any] | None = None
-        self._content: dict[str, Any] | None = None
-        self.cache: dict[str, Any] = {}  # per-wire-format encodings, shared by all clients
-
-    @property
-    def header(self) -> dict[str, Any]:
-        if self._header is None:
-            self._header = json.loads(self.parts[0])
-        return self._header
-
-    @property
-    def parent(self) -> dict[str, Any]:
-        if self._parent is None:
-            self._parent = json.loads(self.parts[1]) or {}
-        return self._parent
-
-    @property
-    def content(self) -> dict[str, Any]:
-        if self._content is None:
-            self._content = json.loads(self.parts[3])
-        return self._content
-
-    @property
-    def msg_type(self) -> str:
-        return str(self.header.get("msg_type", ""))
-
-    def size(self) -> int:
-        return sum(len(p) for p in self.parts) + sum(len(b) for b in self.buffers)
-
-
 class Client(Protocol):
-    """What a KernelConnection needs from a client session (channels.ClientSession)."""
+    """What a KernelConnection needs from a client session (sessions.ClientSession)."""
 
     def deliver(self, msg: KernelMessage) -> None: ...
 
