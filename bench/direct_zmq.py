@@ -1,7 +1,9 @@
-"""The baseline: the same measurements straight over ZMQ with jupyter_client, no server between.
+"""The baseline: straight to a kernel over ZMQ with jupyter_client, no server between.
 
-Replies are awaited with a zmq.Poller on the shell and iopub sockets (no polling interval), so
-the figure is the kernel's own round trip plus the client's message handling.
+`ZmqClient` is the measuring loop's client for any kernel whose connection info is known: a
+local ipykernel started by `DirectKernel`, or a kernelkeeper kernel pod (bench/kk.py). Replies are
+awaited with a zmq.Poller on the shell and iopub sockets (no polling interval), so the figure is
+the kernel's own round trip plus the client's message handling.
 """
 
 from __future__ import annotations
@@ -13,60 +15,45 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-from jupyter_client import KernelManager
+from jupyter_client import BlockingKernelClient, KernelManager
+from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.kernelspec import KernelSpecManager
 
+from bench import measure
 from bench.kernels import KERNEL_NAME, write_kernelspec
-from bench.protocol import (
-    STREAM_BYTES,
-    STREAM_CODE,
-    BenchError,
-    LatencyResult,
-    ThroughputResult,
-    execute_content,
-)
-from bench.wsclient import ExecOutcome
+from bench.protocol import BenchError, ExecOutcome, execute_content
 
 
-class DirectKernel:
-    """A local ipykernel from the bench kernelspec plus a blocking client on its sockets."""
+class ZmqClient:
+    """A blocking jupyter_client on a kernel's shell and iopub sockets (a `KernelClient`)."""
 
-    def __init__(self, workdir: Path | None = None, python: str | None = None) -> None:
-        self._tmp = tempfile.TemporaryDirectory(prefix="kk-bench-direct-")
-        root = Path(self._tmp.name)
-        write_kernelspec(root, python)
-        ksm = KernelSpecManager(kernel_dirs=[str(root / "kernels")])
-        self.km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm,
-                                connection_file=str(root / "kernel.json"))
-        self.workdir = workdir or root
-        self.client: Any = None
+    def __init__(self, connection_info: KernelConnectionInfo) -> None:
+        self.connection_info = connection_info
+        self.client: BlockingKernelClient | None = None
 
-    def start(self, timeout: float = 60.0) -> None:
-        self.km.start_kernel(cwd=str(self.workdir), env={**os.environ})
-        self.client = self.km.client()
-        self.client.start_channels()
-        self.client.wait_for_ready(timeout=timeout)
+    def connect(self, timeout: float = measure.EXECUTE_TIMEOUT) -> None:
+        client = BlockingKernelClient()
+        client.load_connection_info(self.connection_info)
+        client.start_channels()
+        try:
+            # kernel_info first: an execute sent before iopub's subscription is live could
+            # lose its status messages (ZMQ's slow joiner).
+            client.wait_for_ready(timeout=timeout)
+        except RuntimeError as exc:
+            client.stop_channels()
+            raise BenchError(f"kernel at {self.connection_info.get('ip')} not ready: "
+                             f"{exc}") from exc
+        self.client = client
 
-    def stop(self) -> None:
+    def close(self) -> None:
         if self.client is not None:
             self.client.stop_channels()
-        if self.km.has_kernel:
-            self.km.shutdown_kernel(now=True)
-        self._tmp.cleanup()
+            self.client = None
 
-    def __enter__(self) -> DirectKernel:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def kernel_info(self) -> dict[str, Any]:
-        return self.client.kernel_info(reply=True, timeout=30)["content"]
-
-    def execute(self, code: str, timeout: float = 30.0, *,
+    def execute(self, code: str, timeout: float = measure.EXECUTE_TIMEOUT, *,
                 collect_text: bool = False) -> ExecOutcome:
-        """Returns once execute_reply and status idle have arrived."""
+        if self.client is None:
+            raise BenchError("ZMQ client not connected")
         session = self.client.session
         shell = self.client.shell_channel.socket
         iopub = self.client.iopub_channel.socket
@@ -87,7 +74,7 @@ class DirectKernel:
             if remaining <= 0:
                 raise BenchError(f"timed out ({stream_bytes} stream bytes)",
                                  stream_bytes=stream_bytes, messages=messages)
-            for sock, _ in poller.poll(remaining * 1000):
+            for sock, _ in poller.poll(int(remaining * 1000) + 1):
                 while True:
                     try:
                         _, m = session.recv(sock, mode=zmq.NOBLOCK)
@@ -107,36 +94,33 @@ class DirectKernel:
                         stream_bytes += len(m["content"]["text"].encode())
                         if collect_text:
                             chunks.append(m["content"]["text"])
-        return ExecOutcome(time.perf_counter() - t0, reply, stream_bytes, messages, 0,
+        return ExecOutcome(time.perf_counter() - t0, reply, stream_bytes, messages,
                            text="".join(chunks))
 
 
-def _check(reply: dict[str, Any]) -> None:
-    if reply["content"].get("status") != "ok":
-        raise BenchError(f"execute_reply status {reply['content'].get('status')}: "
-                         f"{reply['content'].get('ename')} {reply['content'].get('evalue')}")
+class DirectKernel:
+    """A local ipykernel from the bench kernelspec, with no server in front of it."""
 
+    def __init__(self, python: str | None = None) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="kk-bench-direct-")
+        root = Path(self._tmp.name)
+        write_kernelspec(root, python)
+        ksm = KernelSpecManager(kernel_dirs=[str(root / "kernels")])
+        self.km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm,
+                                connection_file=str(root / "kernel.json"))
+        self.workdir = root
 
-def measure_latency(kernel: DirectKernel, runs: int, warmup: int = 10) -> LatencyResult:
-    for _ in range(warmup):
-        _check(kernel.execute("pass").reply)
-    samples = []
-    for _ in range(runs):
-        out = kernel.execute("pass")
-        _check(out.reply)
-        samples.append(out.seconds * 1000)
-    return LatencyResult(samples)
+    def start(self) -> None:
+        self.km.start_kernel(cwd=str(self.workdir), env={**os.environ})
 
+    def client(self) -> ZmqClient:
+        """A new, not yet connected client for this kernel."""
+        return ZmqClient(self.km.get_connection_info())
 
-def measure_throughput(kernel: DirectKernel, timeout: float = 300.0) -> ThroughputResult:
-    t0 = time.perf_counter()
-    try:
-        out = kernel.execute(STREAM_CODE, timeout)
-        _check(out.reply)
-    except BenchError as exc:
-        return ThroughputResult(STREAM_BYTES, exc.stream_bytes, time.perf_counter() - t0,
-                                exc.messages, error=str(exc))
-    return ThroughputResult(STREAM_BYTES, out.stream_bytes, out.seconds, out.messages)
+    def stop(self) -> None:
+        if self.km.has_kernel:
+            self.km.shutdown_kernel(now=True)
+        self._tmp.cleanup()
 
 
 def measure_start(python: str | None = None, timeout: float = 60.0) -> float:
@@ -144,24 +128,8 @@ def measure_start(python: str | None = None, timeout: float = 60.0) -> float:
     t0 = time.perf_counter()
     kernel = DirectKernel(python=python)
     try:
-        kernel.km.start_kernel(cwd=str(kernel.workdir), env={**os.environ})
-        kernel.client = kernel.km.client()
-        kernel.client.start_channels()
-        # Wait for kernel_info first: an execute sent before iopub's subscription is live
-        # could lose its status messages (ZMQ's slow joiner).
-        kernel.client.wait_for_ready(timeout=timeout)
-        _check(kernel.execute("pass", timeout).reply)
+        kernel.start()
+        measure.first_answer(kernel.client(), timeout)
         return time.perf_counter() - t0
     finally:
         kernel.stop()
-
-
-if __name__ == "__main__":
-    import sys
-
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 50
-    with DirectKernel() as k:
-        print("kernel", k.kernel_info().get("implementation_version"))
-        print("latency", measure_latency(k, n).summary())
-        print("throughput", measure_throughput(k).to_json())
-    print("start", measure_start())

@@ -9,17 +9,21 @@ run did not produce.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import signal
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import psutil
+from jupyter_client.connect import KernelConnectionInfo
+from kubernetes import client, config
 
-from bench import wsclient
-from bench.protocol import BenchError
+from bench.protocol import BenchError, check_ok
 from bench.scenarios import failed, guarded, not_measured
 from bench.targets import KernelKeeperEnvironment, Target, http
+from kernelkeeper.crds import model as crd
 from kernelkeeper.gateway.metrics import PREFIX as METRIC_PREFIX
 
 
@@ -36,6 +40,40 @@ def gateway_components(status: dict[str, Any]) -> list[dict[str, Any]]:
             url = f"http://127.0.0.1:{port}" if port else None
         out.append({"name": name, "url": url, "pid": comp.get("pid")})
     return out
+
+
+def pod_connection_info(env: KernelKeeperEnvironment, namespace: str = "default",
+                        timeout: float = 60.0) -> Callable[[str], KernelConnectionInfo]:
+    """Where a kernel pod listens, and its key: its KernelSession's status and key Secret.
+
+    What a client needs to reach kernelkeeper's kernel with no gateway between (PodSession).
+    """
+    kubeconfig = env.status.get("kubeconfig")
+    if not kubeconfig:
+        raise BenchError("`local status` has no kubeconfig")
+
+    def lookup(kernel_id: str) -> KernelConnectionInfo:
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                obj = cast(dict[str, Any], client.CustomObjectsApi(api)
+                           .get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace,
+                                                         crd.PLURAL, kernel_id))
+                status = obj.get("status") or {}
+                if status.get("connection") and crd.is_ready(obj):
+                    break
+                if time.monotonic() > deadline:
+                    raise BenchError(f"KernelSession {kernel_id[:8]}… not Ready with a "
+                                     f"connection after {timeout:.0f}s")
+                time.sleep(0.2)
+            secret = client.CoreV1Api(api).read_namespaced_secret(
+                crd.key_secret_name(kernel_id), namespace)
+            key = base64.b64decode((secret.data or {})[crd.KEY_SECRET_FIELD])
+            return cast(KernelConnectionInfo, crd.connection_info(status, key))
+        finally:
+            api.close()
+    return lookup
 
 
 def _replica(base: Target, comp: dict[str, Any]) -> Target:
@@ -55,7 +93,7 @@ def hydration(env: KernelKeeperEnvironment, target: Target,
         kid = a.start_kernel()
         try:
             with a.websocket(kid, exec_timeout) as ws:
-                wsclient.check_ok(ws.execute("x = 41", exec_timeout))
+                check_ok(ws.execute("x = 41", exec_timeout))
             t0 = time.perf_counter()
             status, model = b.get_kernel(kid, exec_timeout)
             get_s = time.perf_counter() - t0
@@ -67,7 +105,7 @@ def hydration(env: KernelKeeperEnvironment, target: Target,
             t0 = time.perf_counter()
             with b.websocket(kid, exec_timeout) as ws:
                 out = ws.execute("x += 1; print(x)", exec_timeout, collect_text=True)
-                wsclient.check_ok(out)
+                check_ok(out)
             return {**res, "status": "ok", "execute_s": time.perf_counter() - t0,
                     "state_preserved": out.text.strip() == "42"}
         finally:
@@ -124,7 +162,7 @@ def failover(env: KernelKeeperEnvironment, target: Target, deadline_s: float = 3
         kid = a.start_kernel()
         try:
             with a.websocket(kid, 60) as ws:
-                wsclient.check_ok(ws.execute(STATE_CODE, 60))
+                check_ok(ws.execute(STATE_CODE, 60))
             return failover_after_kill(b, kid, proc.kill, lambda: _alive_through(b, kid),
                                        deadline_s, attempt_timeout)
         finally:
@@ -171,7 +209,7 @@ def front_failover(env: KernelKeeperEnvironment, front: Target, deadline_s: floa
         try:
             before = _websockets_opened(env, front)
             with front.websocket(kid, 60) as ws:
-                wsclient.check_ok(ws.execute(STATE_CODE, 60))
+                check_ok(ws.execute(STATE_CODE, 60))
             after = _websockets_opened(env, front)
             # nginx hashes the kernel id to one replica: the one whose counter moved serves it.
             served = [n for n in after if after[n] > before.get(n, 0)]

@@ -36,9 +36,8 @@ import psutil
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from bench import wsclient
 from bench.kk import component_process
-from bench.protocol import BenchError
+from bench.protocol import BenchError, check_ok, nearest_rank
 from bench.scenarios import describe, failed, guarded, not_measured
 from bench.targets import KernelKeeperEnvironment, Target, free_port, http
 from kernelkeeper.crds import model as crd
@@ -46,14 +45,6 @@ from kernelkeeper.gateway.model import phase
 
 NAMESPACE = "default"
 BENCH_LABEL = "kernelkeeper.io/bench"
-
-
-def percentile(data: list[float], q: float) -> float | None:
-    """Nearest-rank percentile of sorted data."""
-    if not data:
-        return None
-    rank = max(1, -(-int(q * len(data)) // 100))
-    return data[min(rank, len(data)) - 1]
 
 
 def _log(msg: str) -> None:
@@ -229,8 +220,8 @@ def scale(env: KernelKeeperEnvironment, cluster: Cluster, count: int,
         "count": count, "created": len(created), "ready": len(ready),
         "failed": len(failures) + (count - len(created)), "not_ready": missing,
         "create_burst_s": created_s, "wall_s": wall,
-        "p50_s": percentile(ready, 50), "p95_s": percentile(ready, 95),
-        "p99_s": percentile(ready, 99), "max_s": ready[-1] if ready else None,
+        "p50_s": nearest_rank(ready, 50), "p95_s": nearest_rank(ready, 95),
+        "p99_s": nearest_rank(ready, 99), "max_s": ready[-1] if ready else None,
         "operator_cpu_s": op_cpu,
         "operator_cpu_per_kernel_ms": (op_cpu / count * 1000) if op_cpu is not None else None,
         "other_cpu_s": other_cpu, "latencies_s": ready, "label": selector,
@@ -247,7 +238,7 @@ def _hydrate(target: Target, kernel_id: str, timeout: float = 60.0) -> float:
     """First websocket execute of `pass` on a replica: the whole hydration path."""
     t0 = time.perf_counter()
     with target.websocket(kernel_id, timeout) as ws:
-        wsclient.check_ok(ws.execute("pass", timeout))
+        check_ok(ws.execute("pass", timeout))
     return time.perf_counter() - t0
 
 
@@ -377,8 +368,8 @@ def present(env: KernelKeeperEnvironment, cluster: Cluster, base: Target, runnin
                 "start_until_ready_before_s": ready_before_s,
                 "list_status": status, "list_s": list_s,
                 "listed": len(listing) if isinstance(listing, list) else None,
-                "get_p50_s": percentile(gets, 50), "get_p99_s": percentile(gets, 99),
-                "hydrate_p50_s": percentile(execs, 50), "hydrate_p99_s": percentile(execs, 99),
+                "get_p50_s": nearest_rank(gets, 50), "get_p99_s": nearest_rank(gets, 99),
+                "hydrate_p50_s": nearest_rank(execs, 50), "hydrate_p99_s": nearest_rank(execs, 99),
                 "hydrated": len(execs), "rss_bytes": psutil.Process(gw.proc.pid).memory_info().rss,
                 "why_not_all_running": _why_not_all(pod_bytes, present_n),
             }

@@ -11,6 +11,11 @@ COLORS = {
     "eg": "#d95f02",
     "jupyter_server": "#7570b3",
     "kg": "#e7298a",
+    "kernelkeeper_pod": "#888888",
+    "kernelkeeper_v1": "#66c2a5",
+    "eg_v1": "#fc8d62",
+    "jupyter_server_v1": "#8da0cb",
+    "kg_v1": "#f4a3c8",
 }
 
 

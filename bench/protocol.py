@@ -55,6 +55,15 @@ def execute_content(code: str) -> dict[str, Any]:
     }
 
 
+def nearest_rank(data: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100) of unsorted data; no interpolation."""
+    ordered = sorted(data)
+    if not ordered:
+        return None
+    rank = max(1, int(-(-q * len(ordered) // 100)))  # ceil(q/100 * n)
+    return ordered[min(rank, len(ordered)) - 1]
+
+
 class BenchError(RuntimeError):
     """A measurement that did not complete (timeout, closed socket, error reply).
 
@@ -68,6 +77,26 @@ class BenchError(RuntimeError):
 
 
 @dataclass
+class ExecOutcome:
+    """One execute_request until its execute_reply and status idle, as any client saw it."""
+
+    seconds: float
+    reply: dict[str, Any]
+    stream_bytes: int
+    messages: int
+    wire_bytes: int = 0  # websocket payload bytes (JSON envelopes included); 0 for ZMQ
+    msg_types: list[str] = field(default_factory=list)
+    text: str = ""  # stream output, only when asked for (collect_text)
+
+
+def check_ok(outcome: ExecOutcome) -> None:
+    content = outcome.reply.get("content", {})
+    if content.get("status") != "ok":
+        raise BenchError(f"execute_reply status {content.get('status')}: "
+                         f"{content.get('ename')} {content.get('evalue')}")
+
+
+@dataclass
 class LatencyResult:
     samples_ms: list[float]
     errors: int = 0
@@ -77,12 +106,8 @@ class LatencyResult:
         return len(self.samples_ms)
 
     def percentile(self, q: float) -> float:
-        """Nearest-rank percentile (q in 0..100); no interpolation between samples."""
-        data = sorted(self.samples_ms)
-        if not data:
-            return float("nan")
-        rank = max(1, int(-(-q * len(data) // 100)))  # ceil(q/100 * n)
-        return data[min(rank, len(data)) - 1]
+        value = nearest_rank(self.samples_ms, q)
+        return float("nan") if value is None else value
 
     def summary(self) -> dict[str, Any]:
         return {

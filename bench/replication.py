@@ -14,8 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import wsclient
-from bench.protocol import BenchError
+from bench.protocol import BenchError, check_ok
 from bench.scenarios import failed, guarded
 from bench.targets import Target, start_enterprise_gateway
 
@@ -95,7 +94,7 @@ def _exec_through(target: Target, kernel_id: str, timeout: float) -> dict[str, A
         with target.websocket(kernel_id, timeout) as ws:
             t_ws = time.perf_counter() - t0
             out = ws.execute(CHECK_CODE, timeout, collect_text=True)
-            wsclient.check_ok(out)
+            check_ok(out)
         return {"ok": True, "seconds": time.perf_counter() - t0, "ws_connect_s": t_ws,
                 "output": out.text.strip()}
     except BenchError as exc:
@@ -116,7 +115,7 @@ def eg_hydration(workdir: Path, *, pod_like: bool, exec_timeout: float = 20.0) -
             kid = a.start_kernel()
             a.process.track()
             with a.websocket(kid) as ws:
-                wsclient.check_ok(ws.execute(STATE_CODE, 60))
+                check_ok(ws.execute(STATE_CODE, 60))
             b = _instance(workdir, "b", token, pod_like)
             t0 = time.perf_counter()
             status, model = b.get_kernel(kid, timeout=exec_timeout)
@@ -213,7 +212,7 @@ def eg_failover(workdir: Path, *, pod_like: bool, deadline_s: float = 30.0,
             b = _instance(workdir, "b", token, pod_like)
             kid = a.start_kernel()
             with a.websocket(kid) as ws:
-                wsclient.check_ok(ws.execute(STATE_CODE, 60))
+                check_ok(ws.execute(STATE_CODE, 60))
             kernel_pids = a.process.kernel_pids()
             return failover_after_kill(
                 b, kid, a.process.kill, lambda: any(_pid_alive(p) for p in kernel_pids),

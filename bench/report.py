@@ -5,7 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-ORDER = ["direct", "kernelkeeper", "eg", "jupyter_server", "kg"]
+ORDER = ["direct", "kernelkeeper_pod", "kernelkeeper", "kernelkeeper_v1", "eg", "eg_v1",
+         "jupyter_server", "jupyter_server_v1", "kg", "kg_v1"]
+# The ratio columns: the baselines and each server over the legacy protocol. A v1 row is read
+# against its own server's legacy row.
+RATIO_REFERENCES = ["direct", "kernelkeeper_pod", "kernelkeeper", "eg", "jupyter_server", "kg"]
 
 
 def _num(v: Any) -> float | None:
@@ -46,9 +50,11 @@ def _one_line(text: str, limit: int = 260) -> str:
 
 def ratio_table(metric: dict[str, dict[str, Any]], key: str, unit: str, titles: dict[str, str],
                 keys: list[str], note: str = "") -> list[str]:
-    """Rows: targets; columns: the figure, then its ratio to direct ZMQ and to each server."""
-    refs = [k for k in keys if _num(metric.get(k, {}).get(key)) is not None
-            and metric[k].get("status") == "ok"]
+    """Rows: the targets measured here; columns: the figure, then its ratio to direct ZMQ and
+    to each server."""
+    keys = [k for k in keys if k in metric]
+    refs = [k for k in keys if k in RATIO_REFERENCES
+            and _num(metric[k].get(key)) is not None and metric[k].get("status") == "ok"]
     label = {"p50_ms": "p50", "p99_ms": "p99", "mb_per_s": "MB/s", "median_s": "median"}
     head = ["target", label.get(key, key), "status"] + [f"÷ {titles[r]}" for r in refs]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -120,7 +126,11 @@ def render(res: dict[str, Any], images: dict[str, str]) -> str:
     w("Every server runs the same kernelspec: the same interpreter and ipykernel as direct ZMQ "
       "(kernelkeeper's own virtualenv), so the differences are the path between client and "
       "kernel. The websocket client sets TCP_NODELAY on its own socket; whatever Nagle delay "
-      "remains is on the server's side.")
+      "remains is on the server's side. *(v1 protocol)* rows are the same server with the "
+      "websocket in `v1.kernel.websocket.jupyter.org` instead of the legacy JSON protocol; "
+      "*kernel pod, direct ZMQ* is a kernel started through kernelkeeper's gateway and reached "
+      "over ZMQ at its pod's address, so set against kernelkeeper's row it is the gateway's "
+      "share. Every row is measured by the same loop (bench/measure.py).")
     w("")
 
     lat, thr, start = res.get("latency", {}), res.get("throughput", {}), res.get("start", {})
@@ -140,6 +150,8 @@ def render(res: dict[str, Any], images: dict[str, str]) -> str:
                 rec_s = "—"
 
             def cell(r: dict[str, Any], key: str, unit: str) -> str:
+                if not r:
+                    return "—"  # a v1 or pod row has no start of its own
                 v = _num(r.get(key))
                 if r.get("status") == "ok":
                     return _fmt(v, unit)
@@ -184,14 +196,15 @@ def render(res: dict[str, Any], images: dict[str, str]) -> str:
         w("")
         w("| target | runs: bytes received / expected | seconds (median) | websocket payload bytes |")
         w("|---|---|---|---|")
-        for k in keys:
-            tr = thr.get(k)
-            if not tr or "runs" not in tr:
+        for k in [k for k in keys if k in thr]:
+            tr = thr[k]
+            if "runs" not in tr:
                 w(f"| {titles[k]} | {_status_cell(tr)} | — | — |")
                 continue
             got = "; ".join(f"{r['received_bytes']:,} / {r['expected_bytes']:,}"
                             + ("" if r["complete"] else " **MISSING**") for r in tr["runs"])
-            wire = "; ".join(f"{r['wire_bytes']:,}" for r in tr["runs"]) if k != "direct" else "ZMQ"
+            wire = ("ZMQ" if k in ("direct", "kernelkeeper_pod")
+                    else "; ".join(f"{r['wire_bytes']:,}" for r in tr["runs"]))
             w(f"| {titles[k]} | {got} | {_fmt(_num(tr.get('seconds')), 's')} | {wire} |")
         w("")
         if "throughput" in images:
@@ -209,8 +222,8 @@ def render(res: dict[str, Any], images: dict[str, str]) -> str:
         w("")
         w("| target | runs (s) | of which POST /api/kernels (s) |")
         w("|---|---|---|")
-        for k in keys:
-            sr = start.get(k) or {}
+        for k in [k for k in keys if k in start]:
+            sr = start[k]
             runs_s = ", ".join(f"{x:.2f}" for x in sr.get("samples_s", [])) or _status_cell(sr)
             post = ", ".join(f"{x:.2f}" for x in sr.get("post_s", [])) or "—"
             w(f"| {titles[k]} | {runs_s} | {post} |")

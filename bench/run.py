@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,12 +37,18 @@ from bench.targets import (
     TargetUnavailable,
     host_kill_misparses,
 )
+from bench.wsclient import V1, ProtocolNotSelected
 
 SCENARIOS = ("latency", "throughput", "start", "hydration", "failover", "memory", "scale",
              "present")
 TARGETS = ("direct", "kernelkeeper", "eg", "jupyter_server", "kg")
 TITLES = {"direct": "direct ZMQ", "kernelkeeper": "kernelkeeper", "eg": "Enterprise Gateway",
           "jupyter_server": "jupyter_server", "kg": "Kernel Gateway"}
+# More ways to a target's kernels, measured in latency and throughput only (start is the
+# target's own): every server over the v1 websocket protocol, kernelkeeper's pod over ZMQ.
+TITLES.update({f"{k}_v1": f"{TITLES[k]} (v1 protocol)" for k in TARGETS if k != "direct"})
+TITLES["kernelkeeper_pod"] = "kernelkeeper's kernel pod, direct ZMQ"
+VARIANT_SCENARIOS = ("latency", "throughput")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MEMORY_COUNTS = [1, 50, 200]
 
@@ -115,7 +123,8 @@ class Run:
 
     def unavailable(self, key: str, reason: str, extra: tuple[str, ...] = ()) -> None:
         self.res["targets"][key]["error"] = reason
-        for s in [*self.per_target(), *extra]:
+        measured = self.per_target() if key in TARGETS else list(VARIANT_SCENARIOS)
+        for s in [*measured, *extra]:
             if self.want(s):
                 self.res[s][key] = scenarios.not_measured(reason)
         _log(f"{TITLES[key]}: {reason}")
@@ -154,21 +163,61 @@ class Run:
             for s in self.per_target():
                 self.res[s][key] = scenarios.failed(err)
             return target
-        self._add(session)
+        if not self._add(session):
+            return target
+        self.add_variant(f"{key}_v1", target, ["the same server; the websocket offers "
+                                              f"{V1} and its figures need the server to "
+                                              "select it"],
+                         lambda: scenarios.ServerSession(target, f"{key}_v1", V1))
+        if key == "kernelkeeper" and self.kk_env is not None:
+            env = self.kk_env
+            self.add_variant(
+                "kernelkeeper_pod", target,
+                ["a kernel started through kernelkeeper's gateway, reached straight over ZMQ "
+                 "at its pod's address (KernelSession status and key Secret): the same kernel "
+                 "path without the gateway"],
+                lambda: scenarios.PodSession(target, "kernelkeeper_pod",
+                                             kk.pod_connection_info(env)))
         return target
 
-    def _add(self, session: scenarios.Session) -> None:
+    def add_variant(self, key: str, target: Target, notes: list[str],
+                    start: Callable[[], scenarios.Session]) -> None:
+        """Another way to `target`'s kernels, measured in latency and throughput only."""
+        wanted = [s for s in VARIANT_SCENARIOS if self.want(s)]
+        if not wanted:
+            return
+        self.res["targets"][key] = {"title": TITLES[key], "versions": target.versions,
+                                    "notes": notes}
+        try:
+            session = start()
+        except ProtocolNotSelected as exc:
+            self.unavailable(key, f"the server does not speak it: {exc}")
+            return
+        except Exception as exc:  # noqa: BLE001 - shown as FAILED; the run goes on
+            err = f"could not start a kernel and connect to it: {scenarios.describe(exc)}"
+            self.res["targets"][key]["error"] = err
+            for s in wanted:
+                self.res[s][key] = scenarios.failed(err)
+            return
+        self._add(session)
+
+    def _add(self, session: scenarios.Session) -> bool:
         info = self.res["targets"][session.key]
         try:
             info["kernel"] = session.identity()
         except Exception as exc:  # noqa: BLE001
             err = f"first execute failed: {scenarios.describe(exc)}"
             info["error"] = err
-            for s in self.per_target():
+            for s in self.scenarios_of(session):
                 self.res[s][session.key] = scenarios.failed(err)
             session.close()
-            return
+            return False
         self.sessions.append(session)
+        return True
+
+    def scenarios_of(self, session: scenarios.Session) -> list[str]:
+        return [s for s in self.per_target()
+                if session.measures_start or s in VARIANT_SCENARIOS]
 
     # ------------------------------------------------------------------ measure
 
@@ -338,7 +387,7 @@ class Run:
                     self.res["targets"][key] = {"title": TITLES[key]}
                     continue
                 wd = self.workdir / key
-                self.add_server(key, lambda wd=wd, key=key: PEER_STARTERS[key](wd))
+                self.add_server(key, functools.partial(PEER_STARTERS[key], wd))
             self.per_target_scenarios()
         finally:
             for session in self.sessions:

@@ -18,8 +18,12 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import direct_zmq, wsclient
-from bench.protocol import BenchError, LatencyResult, ThroughputResult
+from jupyter_client.connect import KernelConnectionInfo
+
+from bench import measure
+from bench.direct_zmq import DirectKernel, ZmqClient, measure_start
+from bench.measure import KernelClient
+from bench.protocol import BenchError, LatencyResult, ThroughputResult, check_ok
 from bench.targets import Target
 
 # Printed by the kernel so the report shows which ipykernel answered each target.
@@ -29,7 +33,6 @@ IDENTITY_CODE = (
     " 'python': sys.version.split()[0], 'kernel jupyter_client': jupyter_client.__version__,"
     " 'kernel pyzmq': zmq.__version__}))\n"
 )
-WARMUP = 10
 
 
 def not_measured(reason: str) -> dict[str, Any]:
@@ -55,73 +58,98 @@ def guarded(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 
 class Session:
-    """One target with a kernel, ready to be measured."""
+    """One way to reach a kernel: a kernel of its own plus a client that stays connected.
+
+    Latency and throughput are the shared loop (bench.measure) over `client`; a subclass only
+    says how its kernel starts and stops and which client reaches it.
+    """
 
     key: str
+    client: KernelClient
+    measures_start = True  # False: a second way to one server; its start is the server's
 
-    def identity(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def latency_block(self, runs: int, warmup: int) -> list[float]:
-        raise NotImplementedError
-
-    def throughput_once(self) -> ThroughputResult:
+    def new_client(self) -> KernelClient:
+        """A client of the same kind to the same kernel, not yet connected."""
         raise NotImplementedError
 
     def start_once(self) -> tuple[float, float | None]:
         """(seconds until the first execute of a new kernel answered, of which POST)."""
         raise NotImplementedError
 
-    def close(self) -> None:
+    def release(self) -> None:
+        """Stop this session's kernel."""
         raise NotImplementedError
+
+    def connect_first(self, timeout: float = 60.0) -> None:
+        """Connect `client` to the new kernel; the kernel goes if that fails."""
+        try:
+            self.client.connect(timeout)
+        except BaseException:
+            self.release()
+            raise
+
+    def identity(self) -> dict[str, Any]:
+        out = self.client.execute(IDENTITY_CODE, 60, collect_text=True)
+        check_ok(out)
+        return dict(json.loads(out.text.strip().splitlines()[-1]))
+
+    def latency_block(self, runs: int, warmup: int) -> list[float]:
+        return measure.latency(self.client, runs, warmup).samples_ms
+
+    def throughput_once(self) -> ThroughputResult:
+        # A connection of its own, so a failed run cannot leak frames into the latency one.
+        client = self.new_client()
+        client.connect()
+        try:
+            return measure.throughput(client)
+        finally:
+            client.close()
+
+    def close(self) -> None:
+        self.client.close()
+        self.release()
 
 
 class DirectSession(Session):
+    """A local ipykernel and jupyter_client on its sockets: the baseline."""
+
     def __init__(self) -> None:
         self.key = "direct"
-        self.kernel = direct_zmq.DirectKernel()
+        self.kernel = DirectKernel()
         self.kernel.start()
+        self.client = self.kernel.client()
+        self.connect_first()
 
-    def identity(self) -> dict[str, Any]:
-        out = self.kernel.execute(IDENTITY_CODE, 60, collect_text=True)
-        return json.loads(out.text.strip().splitlines()[-1])
-
-    def latency_block(self, runs: int, warmup: int) -> list[float]:
-        return direct_zmq.measure_latency(self.kernel, runs, warmup).samples_ms
-
-    def throughput_once(self) -> ThroughputResult:
-        return direct_zmq.measure_throughput(self.kernel)
+    def new_client(self) -> KernelClient:
+        return self.kernel.client()
 
     def start_once(self) -> tuple[float, float | None]:
-        return direct_zmq.measure_start(), None
+        return measure_start(), None
 
-    def close(self) -> None:
+    def release(self) -> None:
         self.kernel.stop()
 
 
 class ServerSession(Session):
-    """A kernel on a server and one websocket to it, kept open across latency blocks."""
+    """A kernel on a server and one websocket to it, kept open across latency blocks.
 
-    def __init__(self, target: Target) -> None:
-        self.key = target.key
+    `protocol` is the websocket subprotocol offered (None: the legacy JSON protocol).
+    """
+
+    def __init__(self, target: Target, key: str | None = None,
+                 protocol: str | None = None) -> None:
+        self.key = key or target.key
         self.target = target
+        self.protocol = protocol
+        self.measures_start = protocol is None
         self.kernel_id = target.start_kernel()
         if target.process is not None:
             target.process.track()
-        self.ws = target.websocket(self.kernel_id)
+        self.client = self.new_client()
+        self.connect_first()
 
-    def identity(self) -> dict[str, Any]:
-        out = self.ws.execute(IDENTITY_CODE, 60, collect_text=True)
-        wsclient.check_ok(out)
-        return json.loads(out.text.strip().splitlines()[-1])
-
-    def latency_block(self, runs: int, warmup: int) -> list[float]:
-        return wsclient.measure_latency(self.ws, runs, warmup).samples_ms
-
-    def throughput_once(self) -> ThroughputResult:
-        # A websocket of its own, so a failed run cannot leak frames into the latency socket.
-        with self.target.websocket(self.kernel_id) as ws:
-            return wsclient.measure_throughput(ws)
+    def new_client(self) -> KernelClient:
+        return self.target.client(self.kernel_id, self.protocol)
 
     def start_once(self, timeout: float = 120.0) -> tuple[float, float | None]:
         t0 = time.perf_counter()
@@ -130,14 +158,41 @@ class ServerSession(Session):
         try:
             if self.target.process is not None:
                 self.target.process.track()
-            with self.target.websocket(kid, timeout) as ws:
-                wsclient.check_ok(ws.execute("pass", timeout))
+            measure.first_answer(self.target.client(kid, self.protocol), timeout)
             return time.perf_counter() - t0, post
         finally:
             self.target.shutdown_kernel(kid)
 
-    def close(self) -> None:
-        self.ws.close()
+    def release(self) -> None:
+        self.target.shutdown_kernel(self.kernel_id)
+
+
+class PodSession(Session):
+    """A kernel started through a gateway, measured straight over ZMQ with no gateway between.
+
+    `connection_info(kernel_id)` says where the kernel listens and its key; set against the
+    gateway's own figure, the difference is the gateway's share of the round trip.
+    """
+
+    measures_start = False
+
+    def __init__(self, target: Target, key: str,
+                 connection_info: Callable[[str], KernelConnectionInfo]) -> None:
+        self.key = key
+        self.target = target
+        self.kernel_id = target.start_kernel()
+        try:
+            self.info = connection_info(self.kernel_id)
+        except BaseException:
+            self.release()
+            raise
+        self.client = self.new_client()
+        self.connect_first()
+
+    def new_client(self) -> KernelClient:
+        return ZmqClient(self.info)
+
+    def release(self) -> None:
         self.target.shutdown_kernel(self.kernel_id)
 
 
@@ -156,7 +211,7 @@ def interleaved_latency(sessions: list[Session], runs: int, block: int = 50,
             if s.key in errors:
                 continue
             try:
-                samples[s.key] += s.latency_block(n, WARMUP if r == 0 else 0)
+                samples[s.key] += s.latency_block(n, measure.WARMUP if r == 0 else 0)
             except Exception as exc:  # noqa: BLE001
                 errors[s.key] = describe(exc)
     out: dict[str, dict[str, Any]] = {}
@@ -209,6 +264,7 @@ def interleaved_throughput(sessions: list[Session], reps: int,
 
 def interleaved_start(sessions: list[Session], reps: int,
                       log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+    sessions = [s for s in sessions if s.measures_start]
     totals: dict[str, list[float]] = {s.key: [] for s in sessions}
     posts: dict[str, list[float]] = {s.key: [] for s in sessions}
     errors: dict[str, str] = {}

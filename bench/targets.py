@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,16 @@ class Target:
         with contextlib.suppress(BenchError):
             http("DELETE", self.url(f"/api/kernels/{kernel_id}"), self.token, None, timeout)
 
-    def websocket(self, kernel_id: str, timeout: float = 30.0) -> KernelWebSocket:
-        return KernelWebSocket(self.base_url, kernel_id, self.token, connect_timeout=timeout)
+    def websocket(self, kernel_id: str, timeout: float = 30.0,
+                  protocol: str | None = None) -> KernelWebSocket:
+        """A websocket to the kernel, already connected."""
+        ws = self.client(kernel_id, protocol)
+        ws.connect(timeout)
+        return ws
+
+    def client(self, kernel_id: str, protocol: str | None = None) -> KernelWebSocket:
+        """A websocket to the kernel, not yet connected."""
+        return KernelWebSocket(self.base_url, kernel_id, self.token, protocol=protocol)
 
     def rss_bytes(self) -> int | None:
         """Resident memory of the server process itself (kernels excluded)."""
@@ -362,7 +371,7 @@ def start_enterprise_gateway(workdir: Path, kernel_python: str | None = None, *,
     return target
 
 
-PEER_STARTERS = {
+PEER_STARTERS: dict[str, Callable[[Path], Target]] = {
     "jupyter_server": start_jupyter_server,
     "eg": start_enterprise_gateway,
     "kg": start_kernel_gateway,

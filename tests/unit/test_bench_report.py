@@ -62,3 +62,26 @@ def test_lost_output_fails_the_run_and_other_failures_do_not():
     expected = {"hydration": {"eg_as_shipped": {"status": "FAILED", "title": "EG as shipped",
                                                 "error": "websocket hangs"}}}
     assert run.report_failures(_result(**expected)) == 0
+
+
+def test_v1_and_pod_rows_render_without_ratio_columns_of_their_own_or_a_start_row():
+    res = _result(
+        latency={"direct": {"status": "ok", "p50_ms": 0.5, "p99_ms": 1.0, "n": 50},
+                 "kernelkeeper_pod": {"status": "ok", "p50_ms": 0.6, "p99_ms": 1.2, "n": 50},
+                 "kernelkeeper": {"status": "ok", "p50_ms": 1.5, "p99_ms": 3.0, "n": 50},
+                 "kernelkeeper_v1": {"status": "ok", "p50_ms": 1.2, "p99_ms": 2.4, "n": 50},
+                 "eg_v1": {"status": "not measured", "reason": "the server does not speak it"}},
+        start={"direct": {"status": "ok", "median_s": 1.0, "samples_s": [1.0], "post_s": []},
+               "kernelkeeper": {"status": "ok", "median_s": 2.0, "samples_s": [2.0],
+                                "post_s": [0.5]}},
+    )
+    res["targets"].update({"kernelkeeper_pod": {"title": "kk pod"},
+                           "kernelkeeper_v1": {"title": "kk v1"}, "eg_v1": {"title": "EG v1"}})
+    md = report.render(res, {})
+    p50 = md.split("### p50")[1].split("### p99")[0]
+    assert "| target | p50 | status | ÷ direct ZMQ | ÷ kk pod | ÷ kernelkeeper |" in p50
+    assert "| kk v1 | 1.20 ms | ok | 2.40× | 2.00× | 0.80× |" in p50
+    assert "| kernelkeeper | 1.50 ms | ok | 3.00× | 2.50× | — |" in p50
+    assert "| EG v1 | — | not measured: the server does not speak it |" in p50
+    starts = md.split("## 3.")[1]
+    assert "kk v1" not in starts and "kk pod" not in starts
