@@ -6,56 +6,60 @@ lastActivity, heartbeat) and the session-wide lastActivity/executionState. While
 replica has connections to a kernel, its heartbeat is re-written at least every
 `heartbeat_interval`, so the operator's culler (which ignores stale replicas) sees it alive.
 Entries of other replicas whose heartbeat is long dead are pruned so the map stays small.
+
+The reporter reads this replica's kernel connections (a live mapping it never changes) and
+finds what changed by comparing them with what it last wrote, so nothing has to tell it about
+activity: it depends on no manager, and no manager depends on it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kernelkeeper.gateway.config import GatewayConfig
 from kernelkeeper.gateway.metrics import Metrics
-from kernelkeeper.gateway.model import _parse, format_time, utcnow
+from kernelkeeper.gateway.model import LocalActivity, _parse, format_time, utcnow
 from kernelkeeper.gateway.store import SessionStore
 
 log = logging.getLogger(__name__)
 
 
+class ObservedKernel(Protocol):
+    """What the reporter reads of one kernel connection (a connection.KernelConnection)."""
+
+    activity: LocalActivity
+
+    def connection_count(self) -> int: ...
+
+
 @dataclass
 class _Track:
-    dirty: bool = True
+    source: ObservedKernel  # a replacement connection gets a track of its own
+    seen: dt.datetime | None = None  # the last_activity written (or being written)
+    dirty: bool = False
     last_write: float = float("-inf")
     connections: int = 0
 
 
 class ActivityReporter:
-    def __init__(self, cfg: GatewayConfig, store: SessionStore, metrics: Metrics) -> None:
+    def __init__(self, cfg: GatewayConfig, store: SessionStore, metrics: Metrics, *,
+                 kernels: Mapping[str, ObservedKernel], serving: Callable[[], bool]) -> None:
+        """`kernels`: this replica's connections by kernel id, read live at every flush;
+        `serving`: False on a standby or fenced replica, which writes nothing."""
         self.cfg = cfg
         self.store = store
         self.metrics = metrics
-        self.manager: Any = None
+        self.kernels = kernels
+        self.serving = serving
         self._tracks: dict[str, _Track] = {}
         self._task: asyncio.Task[None] | None = None
-
-    serving: Callable[[], bool] | None = None
-
-    def bind(self, manager: Any) -> None:
-        self.manager = manager
-
-    def mark(self, kernel_id: str) -> None:
-        track = self._tracks.get(kernel_id)
-        if track is None:
-            self._tracks[kernel_id] = _Track()
-        else:
-            track.dirty = True
-
-    def forget(self, kernel_id: str) -> None:
-        self._tracks.pop(kernel_id, None)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="activity-reporter")
@@ -78,17 +82,28 @@ class ActivityReporter:
             except Exception:  # noqa: BLE001 - reporting must never stop
                 log.exception("activity flush failed")
 
+    def _follow(self) -> None:
+        """One track per connection: new connections get one, gone ones lose theirs."""
+        for kernel_id, conn in list(self.kernels.items()):
+            track = self._tracks.get(kernel_id)
+            if track is None or track.source is not conn:
+                self._tracks[kernel_id] = _Track(conn)
+        for kernel_id in [k for k in self._tracks if k not in self.kernels]:
+            del self._tracks[kernel_id]
+
     async def flush(self, *, force: bool = False) -> None:
-        if self.serving is not None and not self.serving():
+        if not self.serving():
             return  # a standby or fenced replica writes nothing
+        self._follow()
         now = time.monotonic()
         for kernel_id, track in list(self._tracks.items()):
-            conn = self.manager.conns.get(kernel_id) if self.manager else None
-            if conn is None:
+            conn = track.source
+            if self.kernels.get(kernel_id) is not conn:
+                # Dropped (or replaced) while an earlier write of this pass was awaited.
                 self._tracks.pop(kernel_id, None)
                 continue
             connections = conn.connection_count()
-            if connections != track.connections:
+            if connections != track.connections or conn.activity.last_activity != track.seen:
                 track.dirty = True
             age = now - track.last_write
             due = (track.dirty and age >= self.cfg.activity_interval) or \
@@ -96,9 +111,11 @@ class ActivityReporter:
             if not (due or (force and track.dirty)):
                 continue
             track.dirty, track.last_write, track.connections = False, now, connections
+            track.seen = conn.activity.last_activity
             await self._write(kernel_id, conn, connections)
 
-    def patch_for(self, kernel_id: str, conn: Any, connections: int) -> dict[str, Any]:
+    def patch_for(self, kernel_id: str, conn: ObservedKernel,
+                  connections: int) -> dict[str, Any]:
         now = utcnow()
         mine: dict[str, Any] = {"connections": connections, "heartbeat": format_time(now)}
         act = conn.activity
@@ -124,7 +141,7 @@ class ActivityReporter:
                 replicas[rid] = None
         return {"status": {"activity": activity}}
 
-    async def _write(self, kernel_id: str, conn: Any, connections: int) -> None:
+    async def _write(self, kernel_id: str, conn: ObservedKernel, connections: int) -> None:
         try:
             result = await self.store.patch_status(kernel_id,
                                                    self.patch_for(kernel_id, conn, connections))
@@ -134,6 +151,6 @@ class ActivityReporter:
             if kernel_id in self._tracks:
                 self._tracks[kernel_id].dirty = True
             return
+        # "gone": the track stays (clean) until the session's DELETED event drops the
+        # connection, so a deleted session is not patched again meanwhile.
         self.metrics.inc("activity_writes_total", result="ok" if result else "gone")
-        if result is None:
-            self._tracks.pop(kernel_id, None)

@@ -61,9 +61,8 @@ class Gateway:
         cfg = self.cfg
         self.kube = await Kube.connect(cfg.kubeconfig or None)
         self.store = SessionStore(self.kube, cfg.namespace)
-        self.activity = ActivityReporter(cfg, self.store, self.metrics)
         self.specs = SpecCatalog(list(cfg.kernel_spec_path), ttl=30.0)
-        self.manager = KernelManager(cfg, self.store, self.specs, self.metrics, self.activity)
+        self.manager = KernelManager(cfg, self.store, self.specs, self.metrics)
         # Its own connection pool, so renewals never queue behind watch or activity traffic.
         self.lease_kube = await Kube.connect(cfg.kubeconfig or None,
                                              timeout=max(1.0, cfg.retry_period))
@@ -75,7 +74,10 @@ class Gateway:
             lease_namespace=cfg.lease_namespace or cfg.namespace,
             duration=cfg.lease_duration, renew_deadline=cfg.renew_deadline,
             retry=cfg.retry_period, on_lost=self.fence)
-        self.activity.serving = self.availability.serving
+        # Reads the manager's connections; neither holds the other.
+        self.activity = ActivityReporter(cfg, self.store, self.metrics,
+                                         kernels=self.manager.conns,
+                                         serving=self.availability.serving)
         self.store.start()
         self.activity.start()
         self.availability.start()

@@ -46,8 +46,7 @@ class Client(Protocol):
 
 
 class KernelConnection:
-    def __init__(self, kernel_id: str, info: dict[str, Any], context: zmq.asyncio.Context,
-                 *, on_activity: Callable[[str], None] | None = None) -> None:
+    def __init__(self, kernel_id: str, info: dict[str, Any], context: zmq.asyncio.Context) -> None:
         self.kernel_id = kernel_id
         self.context = context
         self.info = dict(info)
@@ -55,7 +54,6 @@ class KernelConnection:
         self.session = Session(key=key, signature_scheme=info.get("signature_scheme",
                                                                  "hmac-sha256"),
                                username="kernelkeeper-gateway")
-        self._on_activity = on_activity or (lambda _kid: None)
         self.activity = LocalActivity()
         self.clients: dict[str, Client] = {}
         self.kernel_session = ""  # the kernel process's own Session id, from its last reply
@@ -203,7 +201,6 @@ class KernelConnection:
 
     def touch(self) -> None:
         self.activity.last_activity = utcnow()
-        self._on_activity(self.kernel_id)
 
     def connection_count(self) -> int:
         return sum(1 for c in self.clients.values() if c.connected())

@@ -14,7 +14,6 @@ from typing import Any, NoReturn
 
 from kernelkeeper.crds import model as crd
 from kernelkeeper.gateway import limits
-from kernelkeeper.gateway.activity import ActivityReporter
 from kernelkeeper.gateway.config import GatewayConfig
 from kernelkeeper.gateway.connection import KernelConnection
 from kernelkeeper.gateway.errors import GatewayError, KernelUnavailable, not_found
@@ -33,18 +32,17 @@ def _settled(obj: dict[str, Any] | None) -> bool:
 
 
 class KernelManager:
-    def __init__(self, cfg: GatewayConfig, store: SessionStore, specs: SpecCatalog, metrics: Metrics,
-                 activity: ActivityReporter) -> None:
+    def __init__(self, cfg: GatewayConfig, store: SessionStore, specs: SpecCatalog,
+                 metrics: Metrics) -> None:
         self.cfg = cfg
         self.store = store
         self.specs = specs
         self.metrics = metrics
-        self.activity = activity
         self.context = limits.kernel_context(limits.raise_open_files_limit())
+        # The activity reporter reads this mapping (app.py): it must stay this one dict.
         self.conns: dict[str, KernelConnection] = {}
         self._hydrating: dict[str, asyncio.Future[KernelConnection]] = {}
         store.add_listener(self._on_event)
-        activity.bind(self)
 
     @property
     def launch_timeout(self) -> float:
@@ -126,8 +124,7 @@ class KernelManager:
                                    f"Kernel {kernel_id} is not ready after {timeout:.0f}s "
                                    f"({ph.reason}: {ph.message})")
         key = await self.store.read_key(obj)
-        conn = KernelConnection(kernel_id, crd.connection_info(obj["status"], key), self.context,
-                                on_activity=self.activity.mark)
+        conn = KernelConnection(kernel_id, crd.connection_info(obj["status"], key), self.context)
         conn.restarts_seen = int((obj.get("status") or {}).get("restarts") or 0)
         activity = (obj.get("status") or {}).get("activity") or {}
         conn.activity.execution_state = activity.get("executionState") or ""
@@ -189,7 +186,6 @@ class KernelManager:
         log.info("kernel %s: gone (%s)", kernel_id, reason)
         conn.mark_dead(reason)
         conn.close()
-        self.activity.forget(kernel_id)
 
     # ------------------------------------------------------------------ actions
 
