@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypedDict, cast
 
 GROUP = "kernelkeeper.io"
 VERSION = "v1alpha1"
@@ -63,6 +64,100 @@ UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 _UUID_RE = re.compile(UUID_PATTERN)
 
 
+# ---------------------------------------------------------------- the objects, as typed dicts
+# Wire form (camelCase, as the API server sends them). The schema below makes every field
+# optional on the way in, so code reads them with .get(); the Kubernetes layer returns plain
+# dicts, and `as_session` is where a KernelSession gets its type.
+
+
+class ObjectMeta(TypedDict, total=False):
+    name: str
+    namespace: str
+    uid: str
+    resourceVersion: str
+    generation: int
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    ownerReferences: list[dict[str, Any]]
+    creationTimestamp: str
+    deletionTimestamp: str
+
+
+class Condition(TypedDict, total=False):
+    type: str
+    status: str  # "True", "False" or "Unknown"
+    reason: str
+    message: str
+    observedGeneration: int | None
+    lastTransitionTime: str
+
+
+class ConnectionStatus(TypedDict, total=False):
+    ip: str
+    transport: str
+    signatureScheme: str
+    shellPort: int
+    iopubPort: int
+    stdinPort: int
+    controlPort: int
+    hbPort: int
+
+
+class KeySecretRef(TypedDict, total=False):
+    name: str
+    key: str
+
+
+class ReplicaActivity(TypedDict, total=False):
+    connections: int
+    executionState: str
+    lastActivity: str
+    heartbeat: str
+
+
+class Activity(TypedDict, total=False):
+    lastActivity: str
+    executionState: str
+    replicas: dict[str, ReplicaActivity]
+
+
+class KernelSessionSpec(TypedDict, total=False):
+    kernelSpec: str
+    username: str
+    env: dict[str, str]
+    idleTimeoutSeconds: int
+    resources: dict[str, dict[str, str]]
+
+
+class KernelSessionStatus(TypedDict, total=False):
+    observedGeneration: int
+    conditions: list[Condition]
+    podName: str
+    podIP: str
+    connection: ConnectionStatus
+    keySecretRef: KeySecretRef
+    restarts: int
+    startedAt: str
+    culledAt: str
+    activity: Activity
+    kopf: dict[str, Any]
+
+
+class KernelSession(TypedDict, total=False):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: KernelSessionSpec
+    status: KernelSessionStatus
+
+
+def as_session(obj: Mapping[str, Any]) -> KernelSession:
+    """A KernelSession from the API server's JSON (the one place the type is asserted)."""
+    if obj.get("kind", KIND) != KIND or not isinstance(obj.get("metadata"), dict):
+        raise ValueError(f"not a {KIND}: {str(obj)[:200]}")
+    return cast(KernelSession, obj)
+
+
 def is_kernel_id(name: str) -> bool:
     """A kernel id is a lower-case hyphenated UUID, as jupyter_server routes them."""
     return bool(_UUID_RE.match(name))
@@ -109,7 +204,8 @@ def parse_time(value: Any) -> dt.datetime | None:
 # ---------------------------------------------------------------- status helpers
 
 
-def get_condition(status: dict[str, Any] | None, ctype: str = CONDITION_READY) -> dict | None:
+def get_condition(status: KernelSessionStatus | None,
+                  ctype: str = CONDITION_READY) -> Condition | None:
     for cond in (status or {}).get("conditions") or []:
         if cond.get("type") == ctype:
             return cond
@@ -117,7 +213,7 @@ def get_condition(status: dict[str, Any] | None, ctype: str = CONDITION_READY) -
 
 
 def set_condition(
-    conditions: list[dict[str, Any]] | None,
+    conditions: list[Condition] | None,
     *,
     ctype: str = CONDITION_READY,
     status: bool,
@@ -125,17 +221,17 @@ def set_condition(
     message: str,
     generation: int | None,
     now: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Condition]:
     """Return a new conditions list with `ctype` set.
 
     lastTransitionTime only moves when the status flips, as the API conventions ask.
     """
     value = "True" if status else "False"
-    out: list[dict[str, Any]] = []
+    out: list[Condition] = []
     found = False
     for cond in conditions or []:
         if cond.get("type") != ctype:
-            out.append(dict(cond))
+            out.append(Condition(**cond))
             continue
         found = True
         changed = cond.get("status") != value
@@ -165,12 +261,12 @@ def set_condition(
     return out
 
 
-def is_ready(obj: dict[str, Any]) -> bool:
+def is_ready(obj: KernelSession) -> bool:
     cond = get_condition(obj.get("status"))
     return bool(cond and cond.get("status") == "True")
 
 
-def connection_info(status: dict[str, Any], key: bytes | str) -> dict[str, Any]:
+def connection_info(status: KernelSessionStatus, key: bytes | str) -> dict[str, Any]:
     """A jupyter_client connection dict from status.connection and the session key."""
     conn = status["connection"]
     return {
@@ -186,13 +282,12 @@ def connection_info(status: dict[str, Any], key: bytes | str) -> dict[str, Any]:
     }
 
 
-def connection_status(ip: str, ports: dict[str, int]) -> dict[str, Any]:
-    return {
-        "ip": ip,
-        "transport": TRANSPORT,
-        "signatureScheme": SIGNATURE_SCHEME,
-        **{f"{ch}Port": ports[ch] for ch in CHANNELS},
-    }
+def connection_status(ip: str, ports: dict[str, int]) -> ConnectionStatus:
+    return ConnectionStatus(
+        ip=ip, transport=TRANSPORT, signatureScheme=SIGNATURE_SCHEME,
+        shellPort=ports["shell"], iopubPort=ports["iopub"], stdinPort=ports["stdin"],
+        controlPort=ports["control"], hbPort=ports["hb"],
+    )
 
 
 def kernel_session(
@@ -203,21 +298,22 @@ def kernel_session(
     username: str = "",
     env: dict[str, str] | None = None,
     idle_timeout_seconds: int | None = None,
-) -> dict[str, Any]:
+) -> KernelSession:
     """A KernelSession manifest as a structured object (never templated text)."""
-    spec: dict[str, Any] = {"kernelSpec": kernel_spec, "username": username, "env": dict(env or {})}
+    spec = KernelSessionSpec(kernelSpec=kernel_spec, username=username, env=dict(env or {}))
     if idle_timeout_seconds is not None:
         spec["idleTimeoutSeconds"] = idle_timeout_seconds
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "metadata": {
-            "name": kernel_id,
-            "namespace": namespace,
-            "labels": {LABEL_USERNAME: label_value(username), LABEL_KERNEL_SPEC: label_value(kernel_spec)},
-        },
-        "spec": spec,
-    }
+    return KernelSession(
+        apiVersion=API_VERSION,
+        kind=KIND,
+        metadata=ObjectMeta(
+            name=kernel_id,
+            namespace=namespace,
+            labels={LABEL_USERNAME: label_value(username),
+                    LABEL_KERNEL_SPEC: label_value(kernel_spec)},
+        ),
+        spec=spec,
+    )
 
 
 _LABEL_BAD = re.compile(r"[^A-Za-z0-9._-]")

@@ -43,10 +43,10 @@ def build_config(args: argparse.Namespace) -> GatewayConfig:
             cfg.GatewayConfig[trait] = value
     for item in args.overrides or []:
         name, _, value = item.partition("=")
-        trait = GatewayConfig.class_traits(config=True).get(name)
-        if trait is None:
+        option = GatewayConfig.class_traits(config=True).get(name)
+        if option is None:
             raise SystemExit(f"unknown option {name!r}")
-        cfg.GatewayConfig[name] = parse(trait, value)
+        cfg.GatewayConfig[name] = parse(option, value)
     return GatewayConfig(config=cfg)
 
 

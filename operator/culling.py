@@ -33,7 +33,7 @@ class CullDecision:
     why: str
 
 
-def idle_timeout(ks: Mapping[str, Any], default: int) -> int:
+def idle_timeout(ks: crd.KernelSession, default: int) -> int:
     value = (ks.get("spec") or {}).get("idleTimeoutSeconds")
     return int(default if value is None else value)
 
@@ -48,7 +48,7 @@ def live_replicas(activity: Mapping[str, Any], now: dt.datetime,
     return out
 
 
-def cull_decision(ks: Mapping[str, Any], now: dt.datetime, *, default_timeout: int,
+def cull_decision(ks: crd.KernelSession, now: dt.datetime, *, default_timeout: int,
                   staleness: float, cull_busy: bool = False,
                   cull_connected: bool = False) -> CullDecision:
     timeout = idle_timeout(ks, default_timeout)

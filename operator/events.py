@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 from kernelkeeper.crds import model as crd
@@ -14,7 +13,7 @@ log = logging.getLogger(__name__)
 COMPONENT = "kernelkeeper-operator"
 
 
-def event_body(ks: Mapping[str, Any], etype: str, reason: str, message: str,
+def event_body(ks: crd.KernelSession, etype: str, reason: str, message: str,
                instance: str, now: str) -> dict[str, Any]:
     meta = ks["metadata"]
     return {
@@ -47,7 +46,7 @@ class EventRecorder:
         self.kube = kube
         self.instance = instance
 
-    async def post(self, ks: Mapping[str, Any], reason: str, message: str, *,
+    async def post(self, ks: crd.KernelSession, reason: str, message: str, *,
                    warning: bool = False) -> None:
         """Best effort: an Event that cannot be written is logged, never fatal."""
         ns = ks["metadata"]["namespace"]

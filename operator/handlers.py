@@ -90,8 +90,10 @@ def build_registry(reconciler: Reconciler, kube: Kube) -> kopf.OperatorRegistry:
     seen: dict[tuple[str, str], str] = {}
 
     @kopf.on.event(crd.GROUP, crd.VERSION, crd.PLURAL, registry=registry)
-    async def session_event(type: str | None, name: str, namespace: str, body: kopf.Body,
+    async def session_event(type: str, name: str, namespace: str | None, body: kopf.Body,
                             **_: Any) -> None:
+        if namespace is None:  # KernelSessions are namespaced; kopf types it for all kinds
+            return
         key = (namespace, name)
         if type == "DELETED":
             reconciler.forget(namespace, name)
@@ -107,9 +109,9 @@ def build_registry(reconciler: Reconciler, kube: Kube) -> kopf.OperatorRegistry:
 
     @kopf.on.event("", "v1", "pods", labels={crd.LABEL_COMPONENT: render.COMPONENT_KERNEL},
                    registry=registry)
-    async def pod_event(body: kopf.Body, namespace: str, **_: Any) -> None:
+    async def pod_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
         kid = (body.get("metadata", {}).get("labels") or {}).get(crd.LABEL_KERNEL_ID)
-        if kid:
+        if kid and namespace:
             await run(namespace, kid)
 
     return registry

@@ -68,7 +68,7 @@ class Reconciler:
             return
         async with self._lock(namespace, name):
             for _attempt in range(4):
-                ks = await self.kube.get(ks_path(namespace, name))
+                ks = await self._session(namespace, name)
                 if ks is None or ks["metadata"].get("deletionTimestamp"):
                     self.forget(namespace, name)
                     return
@@ -82,14 +82,19 @@ class Reconciler:
             log.info("%s/%s: still conflicting after retries; the next trigger will converge",
                      namespace, name)
 
-    async def list_sessions(self) -> list[dict[str, Any]]:
+    async def list_sessions(self) -> list[crd.KernelSession]:
         paths = ([ks_path(ns, "").rstrip("/") for ns in self.cfg.namespaces]
                  if self.cfg.namespaces else
                  [f"/apis/{crd.GROUP}/{crd.VERSION}/{crd.PLURAL}"])
-        items: list[dict[str, Any]] = []
+        items: list[crd.KernelSession] = []
         for path in paths:
-            items += (await self.kube.request("GET", path)).get("items") or []
+            items += [crd.as_session(o)
+                      for o in (await self.kube.request("GET", path)).get("items") or []]
         return items
+
+    async def _session(self, namespace: str, name: str) -> crd.KernelSession | None:
+        raw = await self.kube.get(ks_path(namespace, name))
+        return None if raw is None else crd.as_session(raw)
 
     async def _each(self, what: str,
                     fn: Callable[[str, str], Awaitable[bool | None]]) -> list[str]:
@@ -120,7 +125,7 @@ class Reconciler:
 
     async def cull_one(self, namespace: str, name: str, now: dt.datetime | None = None) -> bool:
         async with self._lock(namespace, name):
-            ks = await self.kube.get(ks_path(namespace, name))
+            ks = await self._session(namespace, name)
             if ks is None or ks["metadata"].get("deletionTimestamp"):
                 return False
             now = now or dt.datetime.now(dt.UTC)
@@ -155,7 +160,7 @@ class Reconciler:
 
     # ------------------------------------------------------------------ one session
 
-    async def _reconcile(self, ks: dict[str, Any]) -> None:
+    async def _reconcile(self, ks: crd.KernelSession) -> None:
         meta, spec = ks["metadata"], ks.get("spec") or {}
         secret = await self._secret_state(ks)
         if secret == "foreign":
@@ -209,7 +214,7 @@ class Reconciler:
         await self._replace(ks, kspec, user_env, pods, old_name,
                             why or loss_reason(latest, raw_latest))
 
-    async def _secret_state(self, ks: Mapping[str, Any]) -> str:
+    async def _secret_state(self, ks: crd.KernelSession) -> str:
         """"ok", "missing", or "foreign" (a Secret of that name that is not ours)."""
         meta = ks["metadata"]
         path = core_path(meta["namespace"], "secrets", crd.key_secret_name(meta["name"]))
@@ -219,7 +224,7 @@ class Reconciler:
         owners = secret["metadata"].get("ownerReferences") or []
         return "ok" if any(o.get("uid") == meta["uid"] for o in owners) else "foreign"
 
-    async def _pods(self, ks: Mapping[str, Any]) -> list[dict[str, Any]]:
+    async def _pods(self, ks: crd.KernelSession) -> list[dict[str, Any]]:
         meta = ks["metadata"]
         result = await self.kube.request(
             "GET", core_path(meta["namespace"], "pods"),
@@ -229,11 +234,11 @@ class Reconciler:
                 if any(o.get("uid") == meta["uid"]
                        for o in p["metadata"].get("ownerReferences") or [])]
 
-    async def _delete_pod(self, ks: Mapping[str, Any], pod: PodView) -> None:
+    async def _delete_pod(self, ks: crd.KernelSession, pod: PodView) -> None:
         await self.kube.delete(core_path(ks["metadata"]["namespace"], "pods", pod.name),
                                preconditions={"uid": pod.uid})
 
-    async def _replace(self, ks: dict[str, Any], kspec: KernelSpec, user_env: dict[str, str],
+    async def _replace(self, ks: crd.KernelSession, kspec: KernelSpec, user_env: dict[str, str],
                        pods: list[PodView], old_name: str | None, why: str) -> None:
         meta, status = ks["metadata"], ks.get("status") or {}
         kid = meta["name"]
@@ -273,7 +278,7 @@ class Reconciler:
         await self._write(ks, readiness, podName=new_name, podIP=None, connection=None,
                           restarts=base, culledAt=None)
 
-    async def _observe(self, ks: dict[str, Any], pod: PodView) -> None:
+    async def _observe(self, ks: crd.KernelSession, pod: PodView) -> None:
         status = ks.get("status") or {}
         restarts = int(status.get("restarts") or 0)
         base = pod.restarts_base if pod.restarts_base is not None else restarts
@@ -318,7 +323,7 @@ class Reconciler:
         await self._write(ks, readiness, podName=pod.name, podIP=pod.ip, connection=conn,
                           restarts=restarts, culledAt=None, _launcher=launcher)
 
-    async def _write(self, ks: dict[str, Any], readiness: Readiness, *,
+    async def _write(self, ks: crd.KernelSession, readiness: Readiness, *,
                      _launcher: Mapping[str, Any] | None = None, **fields: Any) -> None:
         old_status, old_reason = ready_condition(ks)
         old_restarts = int((ks.get("status") or {}).get("restarts") or 0)

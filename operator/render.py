@@ -65,7 +65,7 @@ def check_env(env: Mapping[str, Any] | None, allow: Iterable[str]) -> dict[str, 
     return {k: str(v) for k, v in env.items()}
 
 
-def labels(ks: Mapping[str, Any], component: str) -> dict[str, str]:
+def labels(ks: crd.KernelSession, component: str) -> dict[str, str]:
     spec = ks.get("spec") or {}
     return {
         crd.LABEL_KERNEL_ID: ks["metadata"]["name"],
@@ -75,7 +75,7 @@ def labels(ks: Mapping[str, Any], component: str) -> dict[str, str]:
     }
 
 
-def owner_reference(ks: Mapping[str, Any]) -> dict[str, Any]:
+def owner_reference(ks: crd.KernelSession) -> dict[str, Any]:
     return {
         "apiVersion": crd.API_VERSION,
         "kind": crd.KIND,
@@ -86,7 +86,7 @@ def owner_reference(ks: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def render_secret(ks: Mapping[str, Any], key: str) -> dict[str, Any]:
+def render_secret(ks: crd.KernelSession, key: str) -> dict[str, Any]:
     kid = ks["metadata"]["name"]
     return {
         "apiVersion": "v1",
@@ -123,7 +123,7 @@ def _tolerations(spec: KernelSpec, cfg: OperatorConfig) -> list[dict[str, Any]]:
     return given
 
 
-def _env_list(ks: Mapping[str, Any], spec: KernelSpec, cfg: OperatorConfig,
+def _env_list(ks: crd.KernelSession, spec: KernelSpec, cfg: OperatorConfig,
               user_env: Mapping[str, str]) -> list[dict[str, Any]]:
     kid = ks["metadata"]["name"]
     kspec = ks.get("spec") or {}
@@ -149,7 +149,7 @@ def _env_list(ks: Mapping[str, Any], spec: KernelSpec, cfg: OperatorConfig,
     return env
 
 
-def render_pod(ks: Mapping[str, Any], spec: KernelSpec, cfg: OperatorConfig, *,
+def render_pod(ks: crd.KernelSession, spec: KernelSpec, cfg: OperatorConfig, *,
                user_env: Mapping[str, str], incarnation: int,
                restarts_base: int) -> dict[str, Any]:
     kid = ks["metadata"]["name"]

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import kopf
 
@@ -118,8 +119,9 @@ async def _lead(cfg: OperatorConfig, kube: Kube, lease: LeaseThread, stop: async
             task.cancel()
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.wait_for(kopf_task, timeout=15)
-        for task in (*loops, holding, stopping):
-            task.cancel()
-        await asyncio.gather(*loops, holding, stopping, return_exceptions=True)
+        pending: list[asyncio.Future[Any]] = [*loops, holding, stopping]
+        for fut in pending:
+            fut.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         await reconciler.close()
     return code

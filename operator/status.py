@@ -31,13 +31,14 @@ def ks_path(namespace: str, name: str, sub: str | None = None) -> str:
     return group_path(crd.GROUP, crd.VERSION, crd.PLURAL, namespace, name, sub)
 
 
-def desired_status(ks: Mapping[str, Any], readiness: Readiness, *,
+def desired_status(ks: crd.KernelSession, readiness: Readiness, *,
                    now: str | None = None, **fields: Any) -> dict[str, Any]:
     """The owned part of status after this reconcile: current values, overridden by `fields`.
 
     Pass a field as None to remove it. startedAt is set the first time the kernel is Ready.
     """
-    current = dict(ks.get("status") or {})
+    status = ks.get("status") or {}
+    current: dict[str, Any] = dict(status)
     generation = ks["metadata"].get("generation")
     out = {k: current.get(k) for k in OWNED_FIELDS}
     out.update(fields)
@@ -49,13 +50,13 @@ def desired_status(ks: Mapping[str, Any], readiness: Readiness, *,
     if readiness.ready and not out.get("startedAt"):
         out["startedAt"] = now or crd.format_time()
     out["conditions"] = crd.set_condition(
-        current.get("conditions"), status=readiness.ready, reason=readiness.reason,
+        status.get("conditions"), status=readiness.ready, reason=readiness.reason,
         message=readiness.message, generation=generation, now=now,
     )
     return out
 
 
-def status_patch(ks: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+def status_patch(ks: crd.KernelSession, desired: Mapping[str, Any]) -> dict[str, Any]:
     """Only the fields that differ (None removes a field); empty if nothing changed."""
     current = ks.get("status") or {}
     patch: dict[str, Any] = {}
@@ -65,12 +66,12 @@ def status_patch(ks: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str,
     return patch
 
 
-def ready_condition(ks: Mapping[str, Any]) -> tuple[str | None, str | None]:
+def ready_condition(ks: crd.KernelSession) -> tuple[str | None, str | None]:
     cond = crd.get_condition(ks.get("status")) or {}
     return cond.get("status"), cond.get("reason")
 
 
-async def write_status(kube: Kube, ks: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+async def write_status(kube: Kube, ks: crd.KernelSession, desired: Mapping[str, Any]) -> bool:
     """Patch status if anything changed; True if a write happened. 409 propagates."""
     patch = status_patch(ks, desired)
     if not patch:
