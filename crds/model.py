@@ -11,7 +11,7 @@ import datetime as dt
 import re
 import uuid
 from collections.abc import Mapping
-from typing import Any, TypedDict, cast
+from typing import Any, Required, TypedDict, cast
 
 GROUP = "kernelkeeper.io"
 VERSION = "v1alpha1"
@@ -71,8 +71,8 @@ _UUID_RE = re.compile(UUID_PATTERN)
 
 
 class ObjectMeta(TypedDict, total=False):
-    name: str
-    namespace: str
+    name: Required[str]  # every object the API server returns has both
+    namespace: Required[str]
     uid: str
     resourceVersion: str
     generation: int
@@ -146,7 +146,7 @@ class KernelSessionStatus(TypedDict, total=False):
 class KernelSession(TypedDict, total=False):
     apiVersion: str
     kind: str
-    metadata: ObjectMeta
+    metadata: Required[ObjectMeta]
     spec: KernelSessionSpec
     status: KernelSessionStatus
 

@@ -27,7 +27,7 @@ from kernelkeeper.kube.client import ApiError
 log = logging.getLogger(__name__)
 
 
-def _settled(obj: dict[str, Any] | None) -> bool:
+def _settled(obj: crd.KernelSession | None) -> bool:
     return obj is None or phase(obj).ready or phase(obj).failed
 
 
@@ -48,10 +48,11 @@ class KernelManager:
     def launch_timeout(self) -> float:
         return self.cfg.launch_timeout
 
-    def launch_timeout_for(self, obj: dict[str, Any] | None) -> float:
+    def launch_timeout_for(self, obj: crd.KernelSession | None) -> float:
         """The client's KERNEL_LAUNCH_TIMEOUT recorded in the session (jupyter_server sends
         its request timeout minus a pad), else the configured one."""
-        raw = ((obj or {}).get("spec") or {}).get("env", {}).get("KERNEL_LAUNCH_TIMEOUT")
+        spec = obj.get("spec") if obj is not None else None
+        raw = ((spec or {}).get("env") or {}).get("KERNEL_LAUNCH_TIMEOUT")
         try:
             value = float(raw) if raw else self.cfg.launch_timeout
         except ValueError:
@@ -60,7 +61,7 @@ class KernelManager:
 
     # ------------------------------------------------------------------ lookups
 
-    async def session(self, kernel_id: str) -> dict[str, Any]:
+    async def session(self, kernel_id: str) -> crd.KernelSession:
         """The live session, or 404 (unknown, deleted, or failed: with the reason)."""
         if not crd.is_kernel_id(kernel_id):
             raise not_found(kernel_id)
@@ -72,7 +73,7 @@ class KernelManager:
             raise not_found(kernel_id, f"Kernel {kernel_id} is dead ({ph.reason}: {ph.message})")
         return obj
 
-    def model(self, obj: dict[str, Any]) -> dict[str, Any]:
+    def model(self, obj: crd.KernelSession) -> dict[str, Any]:
         conn = self.conns.get(obj["metadata"]["name"])
         local = None
         if conn is not None:
@@ -112,9 +113,10 @@ class KernelManager:
         deadline = loop.time() + timeout
         obj = await self.session(kernel_id)
         if not phase(obj).ready:
-            obj = await self.store.wait(kernel_id, _settled, timeout)
-            if obj is None:
+            settled = await self.store.wait(kernel_id, _settled, timeout)
+            if settled is None:
                 raise not_found(kernel_id)
+            obj = settled
             ph = phase(obj)
             if ph.failed:
                 raise not_found(kernel_id, f"Kernel {kernel_id} is dead ({ph.reason}: {ph.message})")
@@ -149,7 +151,7 @@ class KernelManager:
         await self.session(kernel_id)
         raise GatewayError(503, "Service Unavailable", f"Kernel {kernel_id} is not responding: {why}")
 
-    def _on_event(self, etype: str, obj: dict[str, Any]) -> None:
+    def _on_event(self, etype: str, obj: crd.KernelSession) -> None:
         kernel_id = obj["metadata"]["name"]
         conn = self.conns.get(kernel_id)
         if conn is None:
@@ -298,7 +300,7 @@ class KernelManager:
             raise not_found(kernel_id)
         self._drop(kernel_id, "shut down by request")
 
-    async def _existing(self, kernel_id: str) -> dict[str, Any]:
+    async def _existing(self, kernel_id: str) -> crd.KernelSession:
         """Like session(), but a failed or terminating session can still be deleted."""
         if not crd.is_kernel_id(kernel_id):
             raise not_found(kernel_id)

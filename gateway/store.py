@@ -23,7 +23,7 @@ from kernelkeeper.kube.watch import watch
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[str, dict[str, Any]], None]
+Listener = Callable[[str, crd.KernelSession], None]
 _WATCH_SECONDS = 240  # server-side watch timeout; the loop simply re-watches
 
 
@@ -31,7 +31,7 @@ class SessionStore:
     def __init__(self, kube: Kube, namespace: str) -> None:
         self.kube = kube
         self.namespace = namespace
-        self.cache: dict[str, dict[str, Any]] = {}
+        self.cache: dict[str, crd.KernelSession] = {}
         self.synced = asyncio.Event()
         self.healthy = False
         self._listeners: list[Listener] = []
@@ -73,12 +73,14 @@ class SessionStore:
 
     async def _list(self) -> None:
         result = await self.kube.request("GET", self._path())
-        items = {o["metadata"]["name"]: o for o in result.get("items", [])}
+        sessions = [crd.as_session(o) for o in result.get("items") or []]
+        items = {o["metadata"]["name"]: o for o in sessions}
         for name in set(self.cache) - set(items):
             gone = self.cache.pop(name)
             self._emit("DELETED", gone)
         for name, obj in items.items():
-            if self.cache.get(name, {}).get("metadata", {}).get("resourceVersion") != \
+            cached = self.cache.get(name)
+            if cached is None or cached["metadata"].get("resourceVersion") != \
                     obj["metadata"].get("resourceVersion"):
                 self.cache[name] = obj
                 self._emit("MODIFIED", obj)
@@ -90,7 +92,7 @@ class SessionStore:
         """Apply events until the server ends the watch; the caller then lists again."""
         async for event in watch(self.kube, self._path(), resource_version=self._resource_version,
                                  timeout_seconds=_WATCH_SECONDS):
-            etype, obj = event["type"], event["object"]
+            etype, obj = event["type"], crd.as_session(event["object"])
             rv = (obj.get("metadata") or {}).get("resourceVersion")
             if rv:
                 self._resource_version = rv
@@ -103,7 +105,7 @@ class SessionStore:
                 self.cache[name] = obj
             self._emit(etype, obj)
 
-    def _emit(self, etype: str, obj: dict[str, Any]) -> None:
+    def _emit(self, etype: str, obj: crd.KernelSession) -> None:
         name = obj["metadata"]["name"]
         ev = self._changed.pop(name, None)
         if ev:
@@ -116,20 +118,21 @@ class SessionStore:
 
     # ------------------------------------------------------------------ reads
 
-    async def get(self, name: str, *, fresh: bool = False) -> dict[str, Any] | None:
+    async def get(self, name: str, *, fresh: bool = False) -> crd.KernelSession | None:
         """The session, from the cache or (missing or `fresh`) from the API server."""
         if not fresh and name in self.cache:
             return self.cache[name]
-        obj = await self.kube.get(self._path(name))
-        if obj is None:
+        raw = await self.kube.get(self._path(name))
+        if raw is None:
             return None
+        obj = crd.as_session(raw)
         cached = self.cache.get(name)
         if cached is None or _rv(obj) >= _rv(cached):
             self.cache[name] = obj
         return obj
 
-    async def wait(self, name: str, done: Callable[[dict[str, Any] | None], bool],
-                   timeout: float) -> dict[str, Any] | None:
+    async def wait(self, name: str, done: Callable[[crd.KernelSession | None], bool],
+                   timeout: float) -> crd.KernelSession | None:
         """Wait until `done(session)` holds (None = deleted) or `timeout` passes.
 
         Watch events wake the waiter; a direct GET every few seconds covers a watch that is
@@ -153,7 +156,7 @@ class SessionStore:
                 obj = self.cache.get(name)
         return obj
 
-    async def read_key(self, obj: dict[str, Any]) -> bytes:
+    async def read_key(self, obj: crd.KernelSession) -> bytes:
         ref = (obj.get("status") or {}).get("keySecretRef") or {}
         secret_name = ref.get("name") or crd.key_secret_name(obj["metadata"]["name"])
         field = ref.get("key") or crd.KEY_SECRET_FIELD
@@ -167,8 +170,8 @@ class SessionStore:
 
     # ------------------------------------------------------------------ writes
 
-    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        obj = await self.kube.create(self._path(), body)
+    async def create(self, body: crd.KernelSession) -> crd.KernelSession:
+        obj = crd.as_session(await self.kube.create(self._path(), body))
         self.cache.setdefault(obj["metadata"]["name"], obj)
         return obj
 
@@ -176,17 +179,18 @@ class SessionStore:
         """Delete the session; False if it was already gone."""
         return await self.kube.delete(self._path(name), propagation="Background")
 
-    async def patch_status(self, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+    async def patch_status(self, name: str,
+                           patch: dict[str, Any]) -> crd.KernelSession | None:
         """JSON merge patch on the status subresource; None if the session is gone."""
         try:
-            return await self.kube.merge_patch(self._path(name, "status"), patch)
+            return crd.as_session(await self.kube.merge_patch(self._path(name, "status"), patch))
         except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
 
 
-def _rv(obj: dict[str, Any]) -> int:
+def _rv(obj: crd.KernelSession) -> int:
     try:
         return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
     except ValueError:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import datetime as dt
 import functools
 import logging
 import threading
@@ -34,14 +33,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from kernelkeeper.crds.model import format_time
 from kernelkeeper.kube.client import ApiError, Kube
 from kernelkeeper.kube.paths import lease_path
 
 log = logging.getLogger(__name__)
-
-
-def _micro_time() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaseElector:
@@ -119,7 +115,7 @@ class LeaseElector:
 
     async def _attempt(self) -> bool:
         lease = await self.kube.get(self.path, guarded=False)
-        now = _micro_time()
+        now = format_time(micro=True)
         if lease is None:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
@@ -192,7 +188,7 @@ class LeaseElector:
                 if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
                     return False
                 lease["spec"].update({"holderIdentity": "", "leaseDurationSeconds": 1,
-                                      "renewTime": _micro_time()})
+                                      "renewTime": format_time(micro=True)})
                 await self.kube.request("PUT", self.path, body=lease, guarded=False)
         except (TimeoutError, ApiError, OSError) as exc:
             log.warning("releasing lease %s/%s failed: %s", self.namespace, self.name, exc)
