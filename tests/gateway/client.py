@@ -1,11 +1,15 @@
-"""A small websocket kernel client for tests, written from the protocol description (not from
-the gateway's code): legacy JSON (text, or binary with buffers) and v1.kernel.websocket.jupyter.org."""
+"""Clients of the gateway's API for tests, written from the protocol description (not from the
+gateway's code): REST calls, a websocket kernel client speaking legacy JSON (text, or binary with
+buffers) and v1.kernel.websocket.jupyter.org, and `Ticker`, a client executing without pause."""
 
 from __future__ import annotations
 
+import collections
 import json
 import struct
+import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from typing import Any
@@ -37,15 +41,12 @@ def http(method: str, url: str, body: Any = None, *, token: str = "", raw: bytes
         return status, payload
 
 
-def reachable(url: str, timeout: float = 3) -> bool:
-    """Something answers HTTP at `url` (any status): a Service has a live endpoint."""
-    try:
-        urllib.request.urlopen(f"{url}/healthz", timeout=timeout).close()
-        return True
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
+def start_kernel(url: str, token: str = "", timeout: float = 120) -> str:
+    """POST /api/kernels for a python3 kernel; returns its id."""
+    status, model = http("POST", f"{url}/api/kernels", {"name": "python3"}, token=token,
+                         timeout=timeout)
+    assert status == 201, model
+    return str(model["id"])
 
 
 def _dumps(obj: Any) -> bytes:
@@ -161,3 +162,72 @@ class KernelWS:
             self.ws.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+class Ticker(threading.Thread):
+    """Executes `ran.append(i); print(i)` every 100 ms, for i = 0, 1, ..., retrying like a client.
+
+    The kernel must have run `SETUP` first. Execute i counts as answered only if its reply is ok
+    and its output is `i`; any other answer lands in `wrong`. A failed execute (the connection
+    went away) is sent again on a new connection with the same session id, so `attempts[i]`
+    says how often the kernel may have run it. `check_kernel_record` then compares the
+    kernel's own record (`REPORT`'s output) with what the client saw.
+    """
+
+    SETUP = "ran = []"
+    REPORT = "import collections, json; print(json.dumps(collections.Counter(ran)))"
+
+    def __init__(self, fleet: Any, kid: str) -> None:
+        super().__init__(daemon=True)
+        self.fleet, self.kid = fleet, kid
+        self.stop = threading.Event()
+        self.answered: list[int] = []
+        self.attempts: collections.Counter[int] = collections.Counter()
+        self.wrong: list[str] = []
+        self.gaps: list[float] = []
+        self.reconnects = 0
+        self.errors: list[str] = []
+
+    def _connect(self, session_id: str | None) -> KernelWS:
+        while True:
+            try:
+                return KernelWS(self.fleet.ws_url, self.kid, session_id=session_id, timeout=10,
+                                token=getattr(self.fleet, "token", ""))
+            except Exception as exc:  # noqa: BLE001 - any failure: retry like a client
+                self.errors.append(f"connect: {exc!r}")
+                time.sleep(0.2)
+
+    def run(self) -> None:
+        ws = self._connect(None)
+        last_ok = time.monotonic()
+        i = 0
+        while not self.stop.is_set():
+            self.attempts[i] += 1
+            try:
+                reply, out, _ = ws.execute(f"ran.append({i})\nprint({i})", timeout=10)
+            except Exception as exc:  # noqa: BLE001 - the same request is retried
+                self.errors.append(f"execute {i}: {exc!r}")
+                ws.close()
+                self.reconnects += 1
+                ws = self._connect(ws.session_id)
+                continue
+            if reply["content"]["status"] != "ok" or out != f"{i}\n":
+                self.wrong.append(f"execute {i}: {reply['content']['status']} {out!r}")
+            else:
+                self.answered.append(i)
+            now = time.monotonic()
+            self.gaps.append(now - last_ok)
+            last_ok = now
+            i += 1
+            time.sleep(0.1)
+        ws.close()
+
+    def check_kernel_record(self, report: str) -> None:
+        """Every answered execute ran in the kernel, each exactly once unless it had to be sent
+        again, and nothing ran that was not sent."""
+        ran = {int(i): n for i, n in json.loads(report).items()}
+        assert not self.wrong, self.wrong
+        missing = [i for i in self.answered if ran.get(i, 0) < 1]
+        assert not missing, f"answered but never run in the kernel: {missing}"
+        extra = {i: n for i, n in ran.items() if n > self.attempts[i]}
+        assert not extra, f"run more often than sent (runs by execute): {extra}"

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from tests.gateway.client import V1, KernelWS, http
+from tests.helpers import wait_until
 
 ECHO_TARGET = """
 def _echo(comm, open_msg):
@@ -192,7 +193,5 @@ def test_client_shutdown_request_ends_with_dead_and_404(kernel):
             seen.append((ch, msg["msg_type"], msg["content"].get("execution_state")))
     assert ("control", "shutdown_reply", None) in seen
     assert ("iopub", "status", "dead") in seen
-    deadline = time.monotonic() + 60
-    while http("GET", f"{gw.url}/api/kernels/{kid}")[0] != 404:
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
+    wait_until(lambda: http("GET", f"{gw.url}/api/kernels/{kid}")[0] == 404, 60,
+               "the kernel gone from the REST API", interval=0.5)

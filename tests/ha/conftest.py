@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,35 +15,12 @@ from kernelkeeper.local import nginx
 from kernelkeeper.local.processes import free_port
 from tests.fixtures.gateway import GatewayFactory, GatewayProcess
 from tests.gateway.conftest import kk_namespace  # noqa: F401 - kernels run by operator + node
+from tests.helpers import http_status, metric, wait_until
 
 
-def http_status(url: str, timeout: float = 3) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0
-
-
-def websockets_open(gw) -> int:
+def websockets_open(gw: GatewayProcess) -> int:
     """Websockets a replica holds right now, from its own /metrics."""
-    with urllib.request.urlopen(f"{gw.url}/metrics", timeout=5) as resp:
-        for line in resp.read().decode().splitlines():
-            if not line.startswith("#") and line.split(" ")[0].endswith("_websocket_connections"):
-                return int(float(line.split()[-1]))
-    raise AssertionError("no websocket_connections gauge in /metrics")
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.05) -> float:
-    """Poll until `predicate()` holds; return the seconds it took."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not within {timeout:.0f}s")
+    return int(metric(gw.url, "_websocket_connections"))
 
 
 @dataclass
@@ -83,7 +57,7 @@ class Fleet:
         gw = self.factory.start(self.namespace, env=self.env(), replica_id=replica_id,
                                 port=port, wait=False)
         wait_until(lambda: http_status(f"{gw.url}/healthz") == 200 or not gw.alive(), 60,
-                   f"{replica_id} healthy")
+                   f"{replica_id} healthy", interval=0.05)
         assert gw.alive(), gw.log_text()[-3000:]
         return gw
 
@@ -95,7 +69,8 @@ class Fleet:
         self.nginx_proc = subprocess.Popen(
             nginx.command(nginx.find_nginx(), conf, self.workdir / "nginx"),
             stdout=log, stderr=subprocess.STDOUT)
-        wait_until(lambda: http_status(f"{self.url}/healthz") in (200, 503), 30, "nginx up")
+        wait_until(lambda: http_status(f"{self.url}/healthz") in (200, 503), 30, "nginx up",
+                   interval=0.05)
         return self
 
     def restart(self, gw: GatewayProcess) -> GatewayProcess:

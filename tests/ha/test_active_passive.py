@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.gateway.client import KernelWS, http
-from tests.ha.conftest import http_status, wait_until
+from tests.gateway.client import KernelWS, http, start_kernel
+from tests.helpers import http_status, seconds_until, wait_until
 
 DURATION, RENEW, RETRY = 15.0, 10.0, 2.0
 
@@ -34,14 +34,11 @@ def test_sigkill_then_sigterm_of_the_holder(fleet):
     f = fleet(2, "active-passive")
     holder = _only_active(f)
     _standbys_refuse(f, holder)
-    status, model = http("POST", f"{f.url}/api/kernels", {"name": "python3"})
-    assert status == 201, model
-    kid = model["id"]
+    kid = start_kernel(f.url)
 
     holder.proc.send_signal(signal.SIGKILL)
     holder.proc.wait(10)
-    t0 = time.monotonic()
-    took = wait_until(lambda: len(f.active()) == 1, DURATION + 10, "standby takes over")
+    took = seconds_until(lambda: len(f.active()) == 1, DURATION + 10, "standby takes over")
     print(f"\n[ha] active-passive SIGKILL: standby serving after {took:.2f}s "
           f"(lease duration {DURATION:.0f}s)")
     assert took <= DURATION + 2
@@ -57,14 +54,12 @@ def test_sigkill_then_sigterm_of_the_holder(fleet):
     f.restart(holder)
     assert _only_active(f) is new
     new.proc.send_signal(signal.SIGTERM)
-    t0 = time.monotonic()
-    took = wait_until(lambda: any(g is not new for g in f.active()), 10, "graceful hand-over")
+    took = seconds_until(lambda: any(g is not new for g in f.active()), 10, "graceful hand-over")
     print(f"[ha] active-passive SIGTERM: standby serving after {took:.2f}s")
     assert took <= 2.0
     assert new.proc.wait(30) == 0
     status, model = http("GET", f"{f.url}/api/kernels/{kid}")
     assert status == 200 and model["id"] == kid, "the kernel survived both hand-overs"
-    del t0
 
 
 @pytest.mark.timeout(300)
@@ -75,7 +70,7 @@ def test_paused_holder_never_serves_again(fleet):
     old = _only_active(f)
     standby = next(g for g in f.replicas if g is not old)
     old.proc.send_signal(signal.SIGSTOP)
-    took = wait_until(lambda: http_status(f"{standby.url}/readyz") == 200, 30, "takeover")
+    took = seconds_until(lambda: http_status(f"{standby.url}/readyz") == 200, 30, "takeover")
     print(f"\n[ha] SIGSTOP of the holder: standby serving after {took:.2f}s")
 
     answers: list[int] = []
@@ -153,7 +148,7 @@ def test_the_holder_labels_its_own_pod_and_hands_the_label_over(gateways, kk_nam
     assert roles() == {holder: "active", other: None}
 
     procs[holder].proc.send_signal(signal.SIGTERM)  # a rollout: hand over the Lease
-    took = wait_until(lambda: roles() == {holder: None, other: "active"}, 30,
+    took = seconds_until(lambda: roles() == {holder: None, other: "active"}, 30,
                       "label moved to the new holder")
     print(f"\n[ha] role label handed from {holder} to {other} in {took:.2f}s")
     assert serving() == [other]

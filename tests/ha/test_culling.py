@@ -4,50 +4,38 @@ from __future__ import annotations
 
 import time
 
-from kubernetes import client
-
-from kernelkeeper.crds import model as m
-from tests.gateway.client import KernelWS, http
+from tests.gateway.client import KernelWS, start_kernel
 from tests.ha.conftest import websockets_open
-
-
-def _exists(cluster, ns: str, kid: str) -> bool:
-    api = client.CustomObjectsApi(cluster.api_client())
-    try:
-        api.get_namespaced_custom_object(m.GROUP, m.VERSION, ns, m.PLURAL, kid)
-        return True
-    except client.ApiException as exc:
-        assert exc.status == 404
-        return False
+from tests.helpers import get_session, seconds_until, set_idle_timeout
 
 
 def test_kernel_in_use_through_b_is_not_culled_although_a_sees_nothing(cluster, fleet):
     f = fleet(2)
     a, b = f.replicas
-    status, model = http("POST", f"{a.url}/api/kernels", {"name": "python3"})
-    assert status == 201, model
-    kid = model["id"]
-    api = client.CustomObjectsApi(cluster.api_client())
-    api.patch_namespaced_custom_object(m.GROUP, m.VERSION, f.namespace, m.PLURAL, kid,
-                                       {"spec": {"idleTimeoutSeconds": 6}})
-
+    kid = start_kernel(a.url)
+    # The positive control: a kernel nobody uses, with the same idle timeout, must be culled
+    # while the one in use is kept, or this test would pass with culling switched off.
+    unused = start_kernel(a.url)
     ws = KernelWS(b.ws_url, kid)
     try:
+        assert ws.execute("1")[0]["content"]["status"] == "ok"
+        for k in (kid, unused):
+            set_idle_timeout(cluster, f.namespace, k, 6)
         deadline = time.monotonic() + 30  # five idle timeouts
         while time.monotonic() < deadline:
             assert ws.execute("1")[0]["content"]["status"] == "ok"
             time.sleep(1)
-        assert _exists(cluster, f.namespace, kid), "culled while in use through replica B"
+        assert get_session(cluster, f.namespace, unused) is None, \
+            "the unused kernel was not culled: culling does not work at all"
+        obj = get_session(cluster, f.namespace, kid)
+        assert obj is not None, "culled while in use through replica B"
         assert websockets_open(a) == 0 and websockets_open(b) == 1
-        obj = api.get_namespaced_custom_object(m.GROUP, m.VERSION, f.namespace, m.PLURAL, kid)
         replicas = obj["status"]["activity"]["replicas"]
         assert replicas[b.replica_id]["connections"] >= 1
         assert (replicas.get(a.replica_id) or {}).get("connections", 0) == 0
     finally:
         ws.close()
 
-    t0 = time.monotonic()
-    while _exists(cluster, f.namespace, kid):
-        assert time.monotonic() - t0 < 120, "an idle kernel must be culled once the client left"
-        time.sleep(0.5)
-    print(f"\n[ha] culled {time.monotonic() - t0:.1f}s after the client left (idle timeout 6s)")
+    took = seconds_until(lambda: get_session(cluster, f.namespace, kid) is None, 120,
+                         "an idle kernel culled once the client left", interval=0.5)
+    print(f"\n[ha] culled {took:.1f}s after the client left (idle timeout 6s)")

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,13 +13,7 @@ import pytest
 
 from kernelkeeper.local.processes import pid_running
 from tests.gateway.client import KernelWS, http
-from tests.ha.conftest import http_status, wait_until
-
-
-def _kk(*args: str, state: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kernelkeeper", "local", "--state-dir",
-                           str(state), *args], capture_output=True, text=True, timeout=timeout,
-                          check=False)
+from tests.helpers import http_status, kk_local, seconds_until, wait_until
 
 
 def _child(pid: int) -> int:
@@ -35,10 +27,10 @@ def _child(pid: int) -> int:
 def test_local_fleet_active_passive(tmp_path):
     state = tmp_path / "local"
     try:
-        up = _kk("up", "--detach", "--deploy", "processes", "--replicas", "2", "--availability-mode", "active-passive",
+        up = kk_local("up", "--detach", "--deploy", "processes", "--replicas", "2", "--availability-mode", "active-passive",
                  state=state, timeout=600)
         assert up.returncode == 0, up.stderr[-3000:]
-        status = json.loads(_kk("status", "--json", state=state).stdout)
+        status = json.loads(kk_local("status", "--json", state=state).stdout)
         url = status["gateway_url"]
         assert f"Gateway URL: {url}" in up.stdout
         comps = status["components"]
@@ -63,8 +55,8 @@ def test_local_fleet_active_passive(tmp_path):
 
         victim = _child(comps[active]["pid"])
         os.kill(victim, signal.SIGKILL)
-        took = wait_until(lambda: http_status(f"{replicas[standby]}/readyz") == 200, 30,
-                          "the standby takes over")
+        took = seconds_until(lambda: http_status(f"{replicas[standby]}/readyz") == 200, 30,
+                             "the standby takes over")
         print(f"\n[ha] local fleet: standby serving {took:.2f}s after SIGKILL of the holder")
         # The supervisor brings the killed slot back, as a standby this time.
         wait_until(lambda: http_status(f"{replicas[active]}/healthz") == 200
@@ -78,7 +70,7 @@ def test_local_fleet_active_passive(tmp_path):
             ws.close()
         assert out.strip() == "42"
     finally:
-        down = _kk("down", state=state)
+        down = kk_local("down", state=state)
     assert down.returncode == 0, down.stderr
     time.sleep(0.5)
     assert [name for name, c in comps.items() if pid_running(c["pid"])] == []

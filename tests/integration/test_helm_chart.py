@@ -7,23 +7,20 @@ chart's gateway Service runs in a container of the same image.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from kernelkeeper.local import build
-from kernelkeeper.local.chart import chart_values
+from kernelkeeper.local.chart import CHART, chart_values, helm_env
+from tests.fixtures.chart import service, wait_service_answers
 from tests.fixtures.cluster import Cluster
-from tests.gateway.client import KernelWS, http, reachable
+from tests.gateway.client import KernelWS, http, start_kernel
 
 REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "kernelkeeper"
 MODES = ("active-active", "active-passive")
 
 
@@ -32,12 +29,7 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
     binary = build.binary("helm")
     if not binary.is_file():
         pytest.skip("helm is built by `make test` (kernelkeeper local build --helm)")
-    home = tmp_path_factory.mktemp("helm-home")
-    env = {**os.environ,
-           "HELM_CACHE_HOME": str(home / "cache"),
-           "HELM_CONFIG_HOME": str(home / "config"),
-           "HELM_DATA_HOME": str(home / "data")}
-    return binary, env
+    return binary, helm_env(tmp_path_factory.mktemp("helm-home"))
 
 
 def _helm(helm: tuple[Path, dict[str, str]], *args: str,
@@ -155,27 +147,12 @@ def _check_objects_and_rbac(cluster: Cluster, ns: str) -> None:
 
 
 def _check_a_kernel_through_the_service(cluster: Cluster, ns: str) -> None:
-    secret = json.loads(cluster.kubectl("get", "secret", "-n", ns, "kernelkeeper-gateway-token",
-                                        "-o", "json").stdout)
-    token = base64.b64decode(secret["data"]["token"]).decode()
-    ip = cluster.kubectl("get", "svc", "-n", ns, "kernelkeeper-gateway", "-o",
-                         "jsonpath={.spec.clusterIP}").stdout
-    url = f"http://{ip}:8888"
-    # active-passive: the Service selects the Lease holder's Pod once it has labelled itself.
-    deadline = time.monotonic() + 120
-    while True:
-        code, _ = http("GET", f"{url}/api/kernelspecs", token=token, timeout=5) \
-            if reachable(url) else (0, None)
-        if code == 200 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert code == 200, "the chart's gateway Service never answered"
+    url, token = service(cluster, ns)
+    wait_service_answers(url, token)
     assert http("GET", f"{url}/api/kernels", timeout=10)[0] in (401, 403), \
         "the gateway answered without its token"
-    code, model = http("POST", f"{url}/api/kernels", {"name": "python3"}, token=token,
-                       timeout=180)
-    assert code == 201, model
-    ws = KernelWS(url.replace("http://", "ws://"), model["id"], token=token)
+    kid = start_kernel(url, token, timeout=180)
+    ws = KernelWS(url.replace("http://", "ws://"), kid, token=token)
     try:
         reply, out, _ = ws.execute("import os; print(os.getuid(), 6 * 7)")
         assert reply["content"]["status"] == "ok", reply
@@ -183,8 +160,8 @@ def _check_a_kernel_through_the_service(cluster: Cluster, ns: str) -> None:
         assert uid != "0" and answer == "42"
     finally:
         ws.close()
-    ks = json.loads(cluster.kubectl("get", "ks", "-n", ns, model["id"], "-o", "json").stdout)
+    ks = json.loads(cluster.kubectl("get", "ks", "-n", ns, kid, "-o", "json").stdout)
     pod = json.loads(cluster.kubectl("get", "pod", "-n", ns, ks["status"]["podName"], "-o",
                                      "json").stdout)
     assert pod["spec"]["containers"][0]["image"] == cluster.image
-    assert http("DELETE", f"{url}/api/kernels/{model['id']}", token=token)[0] == 204
+    assert http("DELETE", f"{url}/api/kernels/{kid}", token=token)[0] == 204

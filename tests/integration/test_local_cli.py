@@ -4,32 +4,25 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from kernelkeeper.local import build
 from kernelkeeper.local.processes import pid_running
-
-
-def _kk(*args: str, state: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kernelkeeper", "local", "--state-dir", str(state), *args],
-        capture_output=True, text=True, timeout=timeout, check=False,
-    )
+from tests.helpers import kk_local
 
 
 def test_local_up_status_kubectl_down(tmp_path):
     state = tmp_path / "env"
-    down = _kk("down", state=state)
+    down = kk_local("down", state=state)
     assert down.returncode == 1 and "nothing to stop" in down.stderr
     assert "Traceback" not in down.stderr
 
-    up = _kk("up", "--detach", "--control-plane-only", state=state)
+    up = kk_local("up", "--detach", "--control-plane-only", state=state)
     try:
         assert up.returncode == 0, up.stderr
         assert "export KUBECONFIG=" in up.stdout
 
-        st = _kk("status", "--json", state=state)
+        st = kk_local("status", "--json", state=state)
         assert st.returncode == 0, st.stderr
         status = json.loads(st.stdout)
         comps = status["components"]
@@ -44,14 +37,14 @@ def test_local_up_status_kubectl_down(tmp_path):
         assert kubectl.returncode == 0, kubectl.stderr
         assert "No resources found" in kubectl.stderr
 
-        again = _kk("up", "--detach", "--control-plane-only", state=state)
+        again = kk_local("up", "--detach", "--control-plane-only", state=state)
         assert again.returncode == 1 and "already up" in again.stderr
         assert "Traceback" not in again.stderr
     finally:
-        stopped = _kk("down", state=state)
+        stopped = kk_local("down", state=state)
     assert stopped.returncode == 0, stopped.stderr
     pids = [c["pid"] for c in comps.values()]
     for name in comps:
         assert f"stopped {name}" in stopped.stderr or f"killed {name}" in stopped.stderr
     assert [p for p in pids if pid_running(p)] == []
-    assert _kk("status", "--json", state=state).returncode == 1
+    assert kk_local("status", "--json", state=state).returncode == 1

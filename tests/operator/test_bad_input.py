@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import json
-import time
-
 from kernelkeeper.crds import model as crd
-from tests.operator.helpers import apply_session, pods_of, wait_reason
-
-
-def _events(cluster, ns: str, kid: str) -> list[dict]:
-    out = cluster.kubectl("get", "events", "-n", ns, "-o", "json",
-                          "--field-selector", f"involvedObject.name={kid}")
-    return json.loads(out.stdout)["items"]
+from tests.helpers import (
+    apply_session,
+    events,
+    get_session,
+    holds_for,
+    pods_of,
+    ready_reason,
+    wait_reason,
+)
 
 
 def _stays(cluster, ns: str, kid: str, reason: str, seconds: float = 6) -> dict:
-    """The reason holds over several resync rounds, with no pod and one event."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        ks = wait_reason(cluster, ns, kid, reason, timeout=5)
-        time.sleep(0.5)
-    return ks
+    """The reason holds over several resync rounds."""
+    def same_reason() -> dict | None:
+        ks = get_session(cluster, ns, kid)
+        return ks if ks is not None and ready_reason(ks) == ("False", reason) else None
+
+    return holds_for(same_reason, seconds, f"session {kid}: Ready=False reason {reason}")
 
 
 def test_unknown_kernel_spec(cluster, ns, operator):
@@ -31,7 +30,7 @@ def test_unknown_kernel_spec(cluster, ns, operator):
     assert "'no-such-kernel'" in msg and "python3" in msg
     ks = _stays(cluster, ns, kid, crd.REASON_UNKNOWN_SPEC)
     assert pods_of(cluster, ns, kid) == []
-    assert [e["reason"] for e in _events(cluster, ns, kid)] == [crd.REASON_UNKNOWN_SPEC]
+    assert [e["reason"] for e in events(cluster, ns, kid)] == [crd.REASON_UNKNOWN_SPEC]
     assert operator.main.alive()
 
 

@@ -6,8 +6,9 @@ import json
 import time
 
 from kernelkeeper.crds import model as crd
-from tests.operator.helpers import (
+from tests.helpers import (
     apply_session,
+    events,
     execute,
     get_session,
     kernel_client,
@@ -30,9 +31,7 @@ def test_plain_shutdown_request_ends_the_session(cluster, ns):
     finally:
         kc.stop_channels()
     wait_until(lambda: get_session(cluster, ns, kid) is None, 90, "session deleted")
-    out = cluster.kubectl("get", "events", "-n", ns, "-o", "json", "--field-selector",
-                          f"involvedObject.name={kid},reason=KernelShutdown")
-    assert json.loads(out.stdout)["items"]
+    assert events(cluster, ns, kid, reason="KernelShutdown")
 
 
 def test_pod_replacements_are_bounded(cluster, operator, operator_replicas, tmp_path):
@@ -71,18 +70,12 @@ def test_deleted_key_secret_means_new_key_and_new_pod(cluster, ns):
     ks = wait_ready(cluster, ns, kid, timeout=120,
                     extra=lambda k: k["status"]["podName"] != old_pod)
     assert session_key(cluster, ns, ks) != old_key
-    assert "key Secret was deleted" in json.dumps(_events(cluster, ns, kid))
+    assert "key Secret was deleted" in json.dumps(events(cluster, ns, kid))
     kc = kernel_client(cluster, ns, ks)
     try:
         assert execute(kc, "'still' + ' here'")["result"] == "'still here'"
     finally:
         kc.stop_channels()
-
-
-def _events(cluster, ns: str, kid: str) -> list[dict]:
-    out = cluster.kubectl("get", "events", "-n", ns, "-o", "json",
-                          "--field-selector", f"involvedObject.name={kid}")
-    return json.loads(out.stdout)["items"]
 
 
 def test_kernel_spec_removed_from_disk(cluster, operator, operator_replicas, tmp_path):

@@ -7,7 +7,8 @@ import signal
 
 from kernelkeeper.operator import render
 from kernelkeeper.operator.settings import LEASE_NAME
-from tests.operator.helpers import (
+from tests.fixtures.operator import OperatorProcess
+from tests.helpers import (
     apply_session,
     core,
     execute,
@@ -26,6 +27,18 @@ def _lease(cluster) -> dict:
     lease = client.CoordinationV1Api(cluster.api_client()).read_namespaced_lease(
         LEASE_NAME, "default")
     return {"holder": lease.spec.holder_identity, "transitions": lease.spec.lease_transitions or 0}
+
+
+def _leader_and_standby(operator, replicas: list, name: str,
+                        *args: str) -> tuple[OperatorProcess, OperatorProcess]:
+    """Replica <name>-a holding the Lease and <name>-b waiting for it (both in `replicas`)."""
+    a = operator.spawn(f"{name}-a", *args)
+    replicas.append(a)
+    a.wait_leading()
+    b = operator.spawn(f"{name}-b", *args)
+    replicas.append(b)
+    b.wait_for_log("waiting for lease")
+    return a, b
 
 
 def test_kernels_survive_operator_kill_and_are_adopted(cluster, ns, operator):
@@ -53,13 +66,8 @@ def test_kernels_survive_operator_kill_and_are_adopted(cluster, ns, operator):
 
 def test_only_holder_reconciles_and_standby_takes_over(cluster, ns, operator, operator_replicas):
     with operator.paused():
-        a = operator.spawn("ha-a")
-        operator_replicas.append(a)
-        a.wait_leading()
-        b = operator.spawn("ha-b")
-        operator_replicas.append(b)
+        a, b = _leader_and_standby(operator, operator_replicas, "ha")
         try:
-            b.wait_for_log("waiting for lease")
             first = apply_session(cluster, ns)
             wait_ready(cluster, ns, first)
             assert f"created pod {render.pod_name(first, 0)}" in a.output()
@@ -84,13 +92,8 @@ def test_only_holder_reconciles_and_standby_takes_over(cluster, ns, operator, op
 
 def test_sigterm_releases_the_lease(cluster, operator, operator_replicas):
     with operator.paused():
-        a = operator.spawn("rel-a")
-        operator_replicas.append(a)
-        a.wait_leading()
-        b = operator.spawn("rel-b")
-        operator_replicas.append(b)
+        a, b = _leader_and_standby(operator, operator_replicas, "rel")
         try:
-            b.wait_for_log("waiting for lease")
             assert a.terminate() == 0
             assert "released lease" in a.output()
             # Released, not expired: the standby goes by the empty holder, not a 15 s expiry.
@@ -103,13 +106,8 @@ def test_sigterm_releases_the_lease(cluster, operator, operator_replicas):
 
 def test_holder_that_cannot_renew_exits_nonzero(cluster, operator, operator_replicas):
     with operator.paused():
-        a = operator.spawn("stuck-a", *FAST_LEASE)
-        operator_replicas.append(a)
-        a.wait_leading()
-        b = operator.spawn("stuck-b", *FAST_LEASE)
-        operator_replicas.append(b)
+        a, b = _leader_and_standby(operator, operator_replicas, "stuck", *FAST_LEASE)
         try:
-            b.wait_for_log("waiting for lease")
             os.kill(a.pid, signal.SIGSTOP)  # a GC pause / frozen VM: it cannot renew
             try:
                 b.wait_leading(timeout=60)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from kernelkeeper.crds import model as crd
-from tests.operator.helpers import (
+from tests.helpers import (
     apply_session,
     container_id,
     container_listed,

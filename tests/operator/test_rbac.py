@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -10,11 +9,13 @@ import yaml
 
 from kernelkeeper import operator as operator_pkg
 from kernelkeeper.crds import model as crd
-from tests.operator.helpers import (
+from tests.helpers import (
     apply_session,
+    events,
     execute,
     get_session,
     kernel_client,
+    set_idle_timeout,
     wait_ready,
     wait_until,
 )
@@ -69,13 +70,10 @@ def test_operator_runs_with_least_privilege_service_account(cluster, node, opera
             cluster.kubectl("delete", "pod", "-n", ns, ks["status"]["podName"], "--wait=false")
             wait_ready(cluster, ns, kid, timeout=120,
                        extra=lambda k: k["status"]["podName"] != ks["status"]["podName"])
-            events = json.loads(cluster.kubectl(
-                "get", "events", "-n", ns, "-o", "json", "--field-selector",
-                f"involvedObject.name={kid}").stdout)["items"]
-            assert {crd.REASON_RUNNING, crd.REASON_POD_LOST} <= {e["reason"] for e in events}
+            reasons = {e["reason"] for e in events(cluster, ns, kid)}
+            assert {crd.REASON_RUNNING, crd.REASON_POD_LOST} <= reasons
             # Culling deletes the session.
-            cluster.kubectl("patch", "ks", kid, "-n", ns, "--type=merge",
-                            "-p", json.dumps({"spec": {"idleTimeoutSeconds": 1}}))
+            set_idle_timeout(cluster, ns, kid, 1)
             wait_until(lambda: get_session(cluster, ns, kid) is None, 60, "culled")
             time.sleep(1)
             log = op.output()

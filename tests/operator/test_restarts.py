@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from tests.operator.helpers import (
+from tests.helpers import (
     apply_session,
     execute,
     kernel_client,

@@ -20,6 +20,7 @@ from kernelkeeper.local.realnode import layout as L
 from tests.fixtures.cluster import Cluster
 from tests.fixtures.operator import BAD_IMAGE, write_spec
 from tests.gateway.client import KernelWS, http
+from tests.helpers import http_status, wait_reason, wait_until
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -135,16 +136,8 @@ def test_pods_reach_the_api_server_and_dns_and_cluster_ip_services(cluster: Clus
                            str(cluster.kubeconfig), "port-forward", "-n", ns, "pod/web",
                            f"{port}:8000"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
-                    assert resp.status == 200
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
+        wait_until(lambda: http_status(f"http://127.0.0.1:{port}/", timeout=5) == 200, 30,
+                   "the port-forward answers 200")
     finally:
         pf.terminate()
         pf.wait(10)
@@ -180,15 +173,7 @@ def test_bad_image_fails_the_session_and_the_client_gets_the_reason(
           "metadata": {"name": kid, "namespace": ns},
           "spec": {"kernelSpec": "python3-bad-image", "username": "alice"}}
     cluster.kubectl("apply", "-f", "-", input=json.dumps(ks))
-    deadline = time.monotonic() + 120
-    cond: dict = {}
-    while time.monotonic() < deadline:
-        obj = json.loads(cluster.kubectl("get", "ks", "-n", ns, kid, "-o", "json").stdout)
-        cond = crd.get_condition(obj.get("status")) or {}
-        if cond.get("reason") == crd.REASON_IMAGE_ERROR:
-            break
-        time.sleep(0.5)
-    assert cond.get("reason") == crd.REASON_IMAGE_ERROR, cond
+    cond = crd.get_condition(wait_reason(cluster, ns, kid, crd.REASON_IMAGE_ERROR, 120)["status"])
     assert "ErrImageNeverPull" in cond["message"] and BAD_IMAGE in cond["message"], cond
     # Through the gateway: an error naming the reason, well inside the launch timeout.
     gw = _start_gateway(real_gateways, kernelspecs, ns)
@@ -245,16 +230,16 @@ def test_an_absent_image_is_never_pulled_from_anywhere(cluster: Cluster) -> None
                     "containers": [{"name": "c", "image": "kernelkeeper.local/absent:1",
                                     "imagePullPolicy": "IfNotPresent"}]}}
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(pod))
-    deadline = time.monotonic() + 60
     waiting: dict = {}
-    while time.monotonic() < deadline:
+
+    def pull_failed() -> bool:
         obj = json.loads(cluster.kubectl("get", "pod", "-n", ns, "absent", "-o", "json").stdout)
         statuses = (obj.get("status") or {}).get("containerStatuses") or []
-        waiting = (statuses[0].get("state") or {}).get("waiting") or {} if statuses else {}
-        if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff"):
-            break
-        time.sleep(0.5)
-    assert waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff"), waiting
+        waiting.clear()
+        waiting.update((statuses[0].get("state") or {}).get("waiting") or {} if statuses else {})
+        return waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff")
+
+    wait_until(pull_failed, 60, "the image pull failed", interval=0.5, detail=lambda: str(waiting))
     events = cluster.kubectl("get", "events", "-n", ns, "-o", "json").stdout
     # containerd's only way out is the closed loopback proxy.
     assert "127.0.0.1:9" in events, events[-2000:]

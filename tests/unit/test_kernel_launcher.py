@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from jupyter_client import BlockingKernelClient
 
 from kernelkeeper.crds import model as crd
 from kernelkeeper.kernel import contract, supervisor
+from tests.helpers import connect_kernel, execute, http_status, launcher_status, wait_until
 
 PYTHON_ARGV = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 
@@ -33,44 +33,32 @@ class Launched:
 
     def status(self) -> dict | None:
         try:
-            url = f"http://{self.ip}:{contract.HEALTH_PORT}{contract.STATUS_PATH}"
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return json.loads(resp.read())
+            return launcher_status(self.ip, timeout=2)
         except OSError:
             return None
 
-    def healthz(self) -> int | None:
-        try:
-            url = f"http://{self.ip}:{contract.HEALTH_PORT}{contract.HEALTH_PATH}"
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return resp.status
-        except urllib.error.HTTPError as exc:
-            return exc.code
-        except OSError:
-            return None
+    def healthz(self) -> int:
+        return http_status(f"http://{self.ip}:{contract.HEALTH_PORT}{contract.HEALTH_PATH}", 2)
 
     def wait(self, check, timeout: float = 60, what: str = "state") -> dict:
-        deadline = time.monotonic() + timeout
-        st = None
-        while time.monotonic() < deadline:
-            st = self.status()
+        last: list[dict | None] = [None]
+
+        def reached() -> dict | None:
+            last[0] = st = self.status()
             if st is not None and check(st):
                 return st
             assert self.proc.poll() is None, self.log.read_text()[-3000:]
-            time.sleep(0.1)
-        raise AssertionError(f"launcher never reached {what}; last status {st}\n"
-                             + self.log.read_text()[-3000:])
+            return None
+
+        return wait_until(reached, timeout, f"launcher {what}", interval=0.1,
+                          detail=lambda: f"last status {last[0]}\n{self.log.read_text()[-3000:]}")
 
     def client(self) -> BlockingKernelClient:
-        kc = BlockingKernelClient()
-        kc.load_connection_info({
+        return connect_kernel({
             "ip": self.ip, "key": self.key, "transport": "tcp",
             "signature_scheme": crd.SIGNATURE_SCHEME,
             **{f"{ch}_port": port for ch, port in crd.DEFAULT_PORTS.items()},
         })
-        kc.start_channels()
-        kc.wait_for_ready(timeout=60)
-        return kc
 
 
 def _env(ip: str, key: str, argv: list[str], **extra: str) -> dict[str, str]:
@@ -101,14 +89,8 @@ def launch(tmp_path) -> Iterator:
             launched.proc.wait(10)
 
 
-def _execute(kc: BlockingKernelClient, code: str) -> dict:
-    results: list[str] = []
-    reply = kc.execute_interactive(
-        code, timeout=60,
-        output_hook=lambda m: results.append(m["content"]["data"]["text/plain"])
-        if m["msg_type"] == "execute_result" else None)
-    return {"status": reply["content"]["status"], "result": results[-1] if results else None,
-            "ename": reply["content"].get("ename")}
+def _gone(pid: int) -> bool:
+    return not Path(f"/proc/{pid}").exists()
 
 
 def test_serves_kernel_and_health(launch):
@@ -118,9 +100,9 @@ def test_serves_kernel_and_health(launch):
     assert kernel.healthz() == 200
     kc = kernel.client()
     try:
-        assert _execute(kc, "1+1")["result"] == "2"
+        assert execute(kc, "1+1")["result"] == "2"
         # The kernel sees the pod environment but not the launcher's settings or the key.
-        env = _execute(kc, "import os; sorted(k for k in os.environ if k.startswith('KERNEL'))")
+        env = execute(kc, "import os; sorted(k for k in os.environ if k.startswith('KERNEL'))")
         assert "KERNELKEEPER_KEY" not in env["result"] and "KERNEL_ID" in env["result"]
     finally:
         kc.stop_channels()
@@ -131,14 +113,14 @@ def test_restart_request_restarts_in_place_and_clears_state(launch):
     first = kernel.wait(lambda s: s["ready"], what="ready")
     kc = kernel.client()
     try:
-        _execute(kc, "y = 'kept?'")
+        execute(kc, "y = 'kept?'")
         kc.control_channel.send(kc.session.msg("shutdown_request", {"restart": True}))
         assert kc.control_channel.get_msg(timeout=30)["content"]["restart"] is True
         st = kernel.wait(lambda s: s["ready"] and s["restarts"] == 1, what="restarted")
         assert st["pid"] != first["pid"]
         assert st["lastRestart"]["reason"] == "requested"
         kc.wait_for_ready(timeout=60)
-        assert _execute(kc, "y")["ename"] == "NameError"
+        assert execute(kc, "y")["ename"] == "NameError"
         assert kernel.proc.poll() is None
     finally:
         kc.stop_channels()
@@ -166,7 +148,7 @@ def test_crash_restarts_with_backoff_until_ready(launch):
     assert st["lastRestart"]["reason"] == "crashed" and "-9" in st["lastRestart"]["detail"]
     kc = kernel.client()
     try:
-        assert _execute(kc, "3*3")["result"] == "9"
+        assert execute(kc, "3*3")["result"] == "9"
     finally:
         kc.stop_channels()
 
@@ -188,10 +170,7 @@ def test_sigterm_stops_kernel_and_launcher(launch):
     st = kernel.wait(lambda s: s["ready"], what="ready")
     kernel.proc.send_signal(signal.SIGTERM)
     assert kernel.proc.wait(30) == contract.EXIT_STOPPED
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and Path(f"/proc/{st['pid']}").exists():
-        time.sleep(0.1)
-    assert not Path(f"/proc/{st['pid']}").exists()
+    wait_until(lambda: _gone(st["pid"]), 10, "the kernel process gone", interval=0.1)
 
 
 def test_kernel_that_keeps_crashing_gives_up(launch):
@@ -229,15 +208,12 @@ def test_interrupt_request_reaches_kernel_and_its_children(launch, tmp_path):
         reply = kc.get_shell_msg(timeout=30)
         assert reply["parent_header"]["msg_id"] == msg_id
         assert reply["content"]["ename"] == "KeyboardInterrupt"
-        assert _execute(kc, "p.wait(timeout=10)")["result"] == "-2"  # SIGINT
+        assert execute(kc, "p.wait(timeout=10)")["result"] == "-2"  # SIGINT
         # ...and after a crash, the restart reaps what the old kernel left behind.
-        left = int(_execute(kc, "q = subprocess.Popen(['sleep', '300']); q.pid")["result"])
+        left = int(execute(kc, "q = subprocess.Popen(['sleep', '300']); q.pid")["result"])
         os.kill(kernel.status()["pid"], signal.SIGKILL)
         kernel.wait(lambda s: s["ready"] and s["restarts"] == 1, what="restarted")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and Path(f"/proc/{left}").exists():
-            time.sleep(0.1)
-        assert not Path(f"/proc/{left}").exists()
+        wait_until(lambda: _gone(left), 10, "the old kernel's child reaped", interval=0.1)
     finally:
         kc.stop_channels()
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 import textwrap
-import time
 
 from kernelkeeper import procstat
 from kernelkeeper.local.processes import spawn, stop
+from tests.helpers import wait_until
 
 # A leader that exits on SIGTERM and leaves a child behind, as a supervisor did when the signal
 # came while it was starting a new child (the child never got the forwarded signal).
@@ -23,9 +23,7 @@ LEADER = textwrap.dedent("""
 def test_stop_kills_what_the_leader_left_in_its_session(tmp_path) -> None:
     log = tmp_path / "leader.log"
     record, proc = spawn("leader", [sys.executable, "-c", LEADER], log)
-    deadline = time.monotonic() + 20
-    while not log.read_text().strip() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: log.read_text().strip(), 20, "the leader's child pid logged", interval=0.05)
     child = int(log.read_text().split()[0])
     assert procstat.read(child) is not None
     assert child in procstat.session_members(record.pid)

@@ -1,4 +1,8 @@
-"""The cull decision: staleness, busy, connections, and where idle time counts from."""
+"""The cull decision: staleness, busy, connections, and where idle time counts from.
+
+Every "not culled" case sits beside a control that differs only in what protects it and is
+culled, so that a decision which never culls fails these tests.
+"""
 
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ def test_idle_without_reports_counts_from_started_at():
 
 def test_not_idle_long_enough():
     assert not _decide(_ks(started=100, created=120)).cull
+    assert _decide(_ks(started=400, created=420)).cull
 
 
 def test_session_timeout_overrides_default_and_zero_disables():
@@ -48,11 +53,14 @@ def test_session_timeout_overrides_default_and_zero_disables():
     assert _decide(_ks(idle=10)).cull
     assert not _decide(_ks(idle=0)).cull
     assert not _decide(_ks(), default_timeout=0).cull
+    assert _decide(_ks(), default_timeout=300).cull
 
 
 def test_live_replica_activity_resets_idle():
     d = _decide(_ks({"replicas": {"a": _rep(last=30)}}))
     assert not d.cull and round(d.idle_seconds) == 30
+    d = _decide(_ks({"replicas": {"a": _rep(last=330)}}))
+    assert d.cull and round(d.idle_seconds) == 330
 
 
 def test_busy_and_connected_protect_unless_configured():
@@ -69,21 +77,28 @@ def test_stale_replica_claims_are_ignored_but_its_past_activity_counts():
     recent = {"replicas": {"quiet": _rep(connections=0, last=90, beat=90)}}
     d = _decide(_ks(recent))
     assert not d.cull and round(d.idle_seconds) == 90
+    quiet_long = {"replicas": {"quiet": _rep(connections=0, last=400, beat=400)}}
+    assert _decide(_ks(quiet_long)).cull
 
 
 def test_future_activity_is_clamped():
     d = _decide(_ks({"replicas": {"skewed": _rep(last=-3600, beat=1)}}))
     assert not d.cull and d.idle_seconds == 0
+    assert _decide(_ks({"replicas": {"skewed": _rep(last=3600, beat=1)}})).cull
 
 
 def test_connection_through_live_replica_wins_over_stale_one():
     act = {"replicas": {"dead": _rep(beat=300), "alive": _rep(connections=1, beat=1)}}
     assert not _decide(_ks(act)).cull
+    act = {"replicas": {"dead": _rep(beat=300), "alive": _rep(connections=0, beat=1)}}
+    assert _decide(_ks(act)).cull
 
 
 def test_summary_state_used_only_without_replicas():
     assert not _decide(_ks({"lastActivity": _ago(10), "executionState": "idle"})).cull
+    assert _decide(_ks({"lastActivity": _ago(400), "executionState": "idle"})).cull
     assert not _decide(_ks({"executionState": "busy"})).cull
+    assert _decide(_ks({"executionState": "idle"})).cull
     with_reps = {"lastActivity": _ago(400), "executionState": "busy",
                  "replicas": {"dead": _rep(last=500, beat=300)}}
     assert _decide(_ks(with_reps)).cull
