@@ -103,7 +103,7 @@ def ensure(peer: Peer) -> None:
     subprocess.run(
         [str(peer.python), "-m", "pip", "install", "-q", "--upgrade", *peer.requirements],
         check=True,
-        cwd=ENVS_DIR,  # never the repo root: its operator/ folder shadows the stdlib module
+        cwd=ENVS_DIR,  # nothing in the virtualenvs' folder is importable by mistake
     )
     peer.stamp.write_text(peer.stamp_text() + "\n")
     _log(f"{peer.key}: ready in {time.monotonic() - t0:.0f}s")
@@ -120,7 +120,7 @@ def versions(python: Path | str, dists: tuple[str, ...] | list[str]) -> dict[str
         "print(json.dumps(out))\n"
     )
     res = subprocess.run([str(python), "-c", code, *dists], capture_output=True, text=True,
-                         check=True, cwd=ENVS_DIR)
+                         check=True)
     return json.loads(res.stdout)
 
 

@@ -123,9 +123,10 @@ def render(res: dict[str, Any], images: dict[str, str]) -> str:
             conf = f"**not available**: {_one_line(t['error'])}"
         w(f"| {titles[k]} | {vers} | {kern_s} | {_one_line(conf, 400)} |")
     w("")
-    w("Every server runs the same kernelspec: the same interpreter and ipykernel as direct ZMQ "
-      "(kernelkeeper's own virtualenv), so the differences are the path between client and "
-      "kernel. The websocket client sets TCP_NODELAY on its own socket; whatever Nagle delay "
+    w("Every peer server runs the same kernelspec: the same interpreter and ipykernel as direct "
+      "ZMQ (kernelkeeper's own virtualenv), so the differences are the path between client and "
+      "kernel; kernelkeeper's kernels run in its kernel image (the table above lists what "
+      "answered each). The websocket client sets TCP_NODELAY on its own socket; whatever Nagle delay "
       "remains is on the server's side. *(v1 protocol)* rows are the same server with the "
       "websocket in `v1.kernel.websocket.jupyter.org` instead of the legacy JSON protocol; "
       "*kernel pod, direct ZMQ* is a kernel started through kernelkeeper's gateway and reached "
