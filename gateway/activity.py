@@ -23,9 +23,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from kernelkeeper.crds import model as crd
 from kernelkeeper.gateway.config import GatewayConfig
 from kernelkeeper.gateway.metrics import Metrics
-from kernelkeeper.gateway.model import LocalActivity, _parse, format_time, utcnow
+from kernelkeeper.gateway.model import LocalActivity, utcnow
 from kernelkeeper.gateway.store import SessionStore
 
 log = logging.getLogger(__name__)
@@ -117,25 +118,26 @@ class ActivityReporter:
     def patch_for(self, kernel_id: str, conn: ObservedKernel,
                   connections: int) -> dict[str, Any]:
         now = utcnow()
-        mine: dict[str, Any] = {"connections": connections, "heartbeat": format_time(now)}
+        mine: dict[str, Any] = {"connections": connections,
+                                "heartbeat": crd.format_time(now, micro=True)}
         act = conn.activity
         if act.execution_state:
             mine["executionState"] = act.execution_state
         if act.last_activity:
-            mine["lastActivity"] = format_time(act.last_activity)
+            mine["lastActivity"] = crd.format_time(act.last_activity, micro=True)
         replicas: dict[str, Any] = {self.cfg.replica_id: mine}
         activity: dict[str, Any] = {"replicas": replicas}
         cached = self.store.cache.get(kernel_id) or {}
         current = ((cached.get("status") or {}).get("activity")) or {}
         # Never move the session-wide time backwards past another replica's newer report.
-        theirs = _parse(current.get("lastActivity"))
+        theirs = crd.parse_time(current.get("lastActivity"))
         if act.last_activity and (theirs is None or act.last_activity >= theirs):
-            activity["lastActivity"] = format_time(act.last_activity)
+            activity["lastActivity"] = crd.format_time(act.last_activity, micro=True)
             if act.execution_state:
                 activity["executionState"] = act.execution_state
         prune_after = 10 * self.cfg.replica_stale_after
         for rid, entry in (current.get("replicas") or {}).items():
-            beat = _parse((entry or {}).get("heartbeat"))
+            beat = crd.parse_time((entry or {}).get("heartbeat"))
             if rid != self.cfg.replica_id and (beat is None or
                                                (now - beat).total_seconds() > prune_after):
                 replicas[rid] = None

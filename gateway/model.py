@@ -18,10 +18,6 @@ TERMINAL_REASONS = {crd.REASON_UNKNOWN_SPEC, crd.REASON_INVALID_ENV, crd.REASON_
                     crd.REASON_CULLED, crd.REASON_TERMINATING, crd.REASON_IMAGE_ERROR}
 
 
-def format_time(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -77,7 +73,7 @@ def other_replica_connections(status: dict[str, Any], replica_id: str, stale_aft
     for rid, entry in replicas.items():
         if rid == replica_id or not isinstance(entry, dict):
             continue
-        beat = _parse(entry.get("heartbeat"))
+        beat = crd.parse_time(entry.get("heartbeat"))
         if beat and (now - beat).total_seconds() <= stale_after:
             total += int(entry.get("connections") or 0)
     return total
@@ -88,8 +84,8 @@ def kernel_model(obj: dict[str, Any], *, local: LocalActivity | None, replica_id
     now = utcnow()
     meta, status = obj.get("metadata") or {}, obj.get("status") or {}
     activity = status.get("activity") or {}
-    times = [_parse(activity.get("lastActivity")), _parse(status.get("startedAt")),
-             _parse(meta.get("creationTimestamp")), local.last_activity if local else None]
+    times = [crd.parse_time(activity.get("lastActivity")), crd.parse_time(status.get("startedAt")),
+             crd.parse_time(meta.get("creationTimestamp")), local.last_activity if local else None]
     last = max((t for t in times if t is not None), default=now)
     ph = phase(obj)
     if ph.failed:
@@ -104,22 +100,10 @@ def kernel_model(obj: dict[str, Any], *, local: LocalActivity | None, replica_id
     model: dict[str, Any] = {
         "id": meta.get("name"),
         "name": (obj.get("spec") or {}).get("kernelSpec"),
-        "last_activity": format_time(last),
+        "last_activity": crd.format_time(last, micro=True),
         "execution_state": state,
         "connections": connections,
     }
     if ph.failed:
         model["reason"] = f"{ph.reason}: {ph.message}"
     return model
-
-
-def _parse(value: Any) -> dt.datetime | None:
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        parsed = crd.parse_time(value)
-    except ValueError:
-        return None
-    if parsed is not None and parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed
