@@ -73,8 +73,8 @@ def chart_stage(env: LocalEnvironment, *, replicas: int = 2,
         capture_output=True, text=True, check=True).stdout)
     token = base64.b64decode(secret["data"]["token"]).decode()
     url = f"http://{layout.NODE_IP}:{NODE_PORT}"
-    wait_until(lambda: http_ok(f"{url}/api/kernelspecs", headers={"Authorization": f"token {token}"},
-                               timeout=5),
+    auth = {"Authorization": f"token {token}"}
+    wait_until(lambda: http_ok(f"{url}/api/kernelspecs", headers=auth, timeout=5),
                what=f"the gateway Service at {url}", timeout=timeout, interval=0.5)
     _say(f"chart installed, gateway Service ready at {url} in {time.monotonic() - t0:.1f}s")
     env.info.update(gateway_url=url, gateway_token=token, availability_mode=availability_mode,
