@@ -435,8 +435,8 @@ class KernelKeeperEnvironment:
             raise TargetUnavailable(f"local status --json: {st.stdout[:200]!r}") from exc
         url = self.status.get("gateway_url")
         if not url:
-            raise TargetUnavailable("`kernelkeeper local up` started no gateway "
-                                    "(local/stages.py has no gateway stage yet)")
+            raise TargetUnavailable("`kernelkeeper local up` reported no gateway URL "
+                                    f"(local status: {st.stdout[:200]!r})")
         token = self.status.get("gateway_token") or self.token
         return Target("kernelkeeper", "kernelkeeper", url, token,
                       os.environ.get("KK_BENCH_KERNEL_NAME", "python3"),
@@ -448,12 +448,9 @@ class KernelKeeperEnvironment:
     def _not_ready_reason(self) -> str | None:
         """Cheap checks before paying for a control plane start."""
         try:
-            from kernelkeeper.local import build, stages
+            from kernelkeeper.local import build
         except ImportError as exc:
             return f"kernelkeeper.local not importable ({exc})"
-        src = Path(stages.__file__).read_text()
-        if "gateway" not in src:
-            return "local/stages.py has no gateway stage yet"
         missing = _missing_binaries(build)
         if missing:
             return (f"control-plane binaries not built ({', '.join(missing)}); "

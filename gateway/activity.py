@@ -127,8 +127,9 @@ class ActivityReporter:
             mine["lastActivity"] = crd.format_time(act.last_activity, micro=True)
         replicas: dict[str, Any] = {self.cfg.replica_id: mine}
         activity: dict[str, Any] = {"replicas": replicas}
-        cached = self.store.cache.get(kernel_id) or {}
-        current = ((cached.get("status") or {}).get("activity")) or {}
+        cached = self.store.cache.get(kernel_id)
+        status = cached.get("status") if cached is not None else None
+        current = (status or {}).get("activity") or {}
         # Never move the session-wide time backwards past another replica's newer report.
         theirs = crd.parse_time(current.get("lastActivity"))
         if act.last_activity and (theirs is None or act.last_activity >= theirs):

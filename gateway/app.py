@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 from tornado.httpserver import HTTPServer
-from tornado.web import Application
+from tornado.web import Application, RequestHandler
 
 from kernelkeeper.gateway import handlers as h
 from kernelkeeper.gateway.activity import ActivityReporter
@@ -120,7 +120,7 @@ class Gateway:
         logging.shutdown()
         os._exit(EXIT_LEASE_LOST)
 
-    def _log_request(self, handler: Any) -> None:
+    def _log_request(self, handler: RequestHandler) -> None:
         status = handler.get_status()
         level = logging.INFO if status < 400 else logging.WARNING
         if handler.request.path.endswith(("/healthz", "/readyz", "/metrics")) and status < 400:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import TracebackType
 from typing import Any
 
 from tornado.web import HTTPError, RequestHandler
@@ -55,7 +56,8 @@ class GatewayMixin(RequestHandler):
         self.set_status(204)
         self.finish()
 
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
+                      tb: TracebackType | None) -> None:
         # Expected errors are logged once, by the access log; only surprises get a traceback.
         if isinstance(value, HTTPError):
             return

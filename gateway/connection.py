@@ -17,7 +17,7 @@ import contextlib
 import hmac
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 import zmq
@@ -99,7 +99,7 @@ class KernelConnection:
         self._sockets.pop(sock, None)
         sock.close(linger=0)
 
-    def spawn(self, coro: Any) -> asyncio.Task[None]:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         self._tasks.append(task)
         task.add_done_callback(self._tasks_done)

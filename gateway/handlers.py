@@ -13,14 +13,16 @@ from tornado import web
 from kernelkeeper import __version__
 from kernelkeeper.gateway.base import GatewayMixin
 from kernelkeeper.gateway.errors import GatewayError
+from kernelkeeper.gateway.kernels import KernelManager
 from kernelkeeper.gateway.validation import parse_body
 from kernelkeeper.kernel.specs import KernelSpec
 
 
 class JSONHandler(GatewayMixin, web.RequestHandler):
     @property
-    def manager(self) -> Any:
-        return self.settings["kk_manager"]
+    def manager(self) -> KernelManager:
+        manager: KernelManager = self.settings["kk_manager"]
+        return manager
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)

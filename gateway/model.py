@@ -39,7 +39,7 @@ class Phase:
         return self.name == "failed"
 
 
-def phase(obj: dict[str, Any]) -> Phase:
+def phase(obj: crd.KernelSession) -> Phase:
     if (obj.get("metadata") or {}).get("deletionTimestamp"):
         return Phase("failed", crd.REASON_TERMINATING, "the kernel session is being deleted")
     cond = crd.get_condition(obj.get("status"))
@@ -66,7 +66,7 @@ class LocalActivity:
     connections: int = 0
 
 
-def other_replica_connections(status: dict[str, Any], replica_id: str, stale_after: float,
+def other_replica_connections(status: crd.KernelSessionStatus, replica_id: str, stale_after: float,
                               now: dt.datetime) -> int:
     total = 0
     replicas = ((status.get("activity") or {}).get("replicas")) or {}
@@ -79,7 +79,7 @@ def other_replica_connections(status: dict[str, Any], replica_id: str, stale_aft
     return total
 
 
-def kernel_model(obj: dict[str, Any], *, local: LocalActivity | None, replica_id: str,
+def kernel_model(obj: crd.KernelSession, *, local: LocalActivity | None, replica_id: str,
                  stale_after: float) -> dict[str, Any]:
     now = utcnow()
     meta, status = obj.get("metadata") or {}, obj.get("status") or {}
