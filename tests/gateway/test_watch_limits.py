@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 
 from kernelkeeper.crds import model as crd
 from tests.gateway.client import http
+from tests.helpers import http_status, wait_until
 
 ENV_NAMES = 64  # spec.env maxProperties
 ENV_VALUE = 4096  # spec.env additionalProperties.maxLength
@@ -31,13 +30,7 @@ class ReadySampler(threading.Thread):
 
     def run(self) -> None:
         while not self.halt.is_set():
-            try:
-                with urllib.request.urlopen(self.url, timeout=5) as resp:
-                    self.statuses.append(resp.status)
-            except urllib.error.HTTPError as exc:
-                self.statuses.append(exc.code)
-            except OSError:
-                self.statuses.append(0)
+            self.statuses.append(http_status(self.url, timeout=5))
             self.halt.wait(0.05)
 
 
@@ -48,13 +41,11 @@ def _big_session(namespace: str) -> dict:
 
 
 def _wait_listed(url: str, kid: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listed() -> bool:
         status, models = http("GET", f"{url}/api/kernels")
-        if status == 200 and kid in [m["id"] for m in models]:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"kernel {kid} never appeared in GET /api/kernels of {url}")
+        return status == 200 and kid in [m["id"] for m in models]
+
+    wait_until(listed, timeout, f"kernel {kid} in GET /api/kernels of {url}", interval=0.2)
 
 
 def test_watch_takes_a_session_at_the_size_limits_and_readyz_stays_200(
