@@ -227,37 +227,15 @@ def set_condition(
     lastTransitionTime only moves when the status flips, as the API conventions ask.
     """
     value = "True" if status else "False"
-    out: list[Condition] = []
-    found = False
-    for cond in conditions or []:
-        if cond.get("type") != ctype:
-            out.append(Condition(**cond))
-            continue
-        found = True
-        changed = cond.get("status") != value
-        out.append(
-            {
-                "type": ctype,
-                "status": value,
-                "reason": reason,
-                "message": message,
-                "observedGeneration": generation,
-                "lastTransitionTime": (now or format_time())
-                if changed
-                else cond.get("lastTransitionTime", now or format_time()),
-            }
-        )
-    if not found:
-        out.append(
-            {
-                "type": ctype,
-                "status": value,
-                "reason": reason,
-                "message": message,
-                "observedGeneration": generation,
-                "lastTransitionTime": now or format_time(),
-            }
-        )
+    old = next((c for c in conditions or [] if c.get("type") == ctype), None)
+    stamp = now or format_time()
+    if old is not None and old.get("status") == value:
+        stamp = old.get("lastTransitionTime", stamp)
+    fresh = Condition(type=ctype, status=value, reason=reason, message=message,
+                      observedGeneration=generation, lastTransitionTime=stamp)
+    out = [fresh if c is old else Condition(**c) for c in conditions or []]
+    if old is None:
+        out.append(fresh)
     return out
 
 

@@ -63,11 +63,7 @@ class KernelManager:
 
     async def session(self, kernel_id: str) -> crd.KernelSession:
         """The live session, or 404 (unknown, deleted, or failed: with the reason)."""
-        if not crd.is_kernel_id(kernel_id):
-            raise not_found(kernel_id)
-        obj = await self.store.get(kernel_id)
-        if obj is None:
-            raise not_found(kernel_id)
+        obj = await self._existing(kernel_id)
         ph = phase(obj)
         if ph.failed:
             raise not_found(kernel_id, f"Kernel {kernel_id} is dead ({ph.reason}: {ph.message})")
