@@ -89,6 +89,21 @@ class Availability:
             return False
         return self.elector is None or self.elector.is_leader()
 
+    def can_take_over(self) -> bool:
+        """Serving now, or a standby able to take over at the next handover.
+
+        This is what a Deployment must count as available: in active-passive mode the standby is
+        the replica a rolling update brings up first, and if it counted as unavailable the
+        rollout could never remove the holder. A standby qualifies while its election loop
+        runs and it has never held the Lease; a process that held it and stopped serving is
+        fencing itself (it exits), so it does not.
+        """
+        if self.serving():
+            return True
+        if self._stopping or self.elector is None or self.became_active.is_set():
+            return False
+        return self._task is not None and not self._task.done()
+
     def holder_hint(self) -> str | None:
         return self.elector.holder_hint() if self.elector else None
 

@@ -143,16 +143,31 @@ class HealthHandler(JSONHandler):
 
 
 class ReadyHandler(JSONHandler):
+    """`/readyz`: 200 while this replica serves the API (a standby answers 503).
+
+    `/readyz?standby=1`: 200 also for a healthy standby (watch synced, not draining, its Lease
+    election running), i.e. "able to serve or to take over". The chart's readinessProbe uses it,
+    so a rolling update in active-passive mode can count new standbys as available and remove
+    the holder; the Service still selects only the holder, through its role=active label.
+    """
+
     auth_exempt = True
     availability_exempt = True
 
     def get(self) -> None:
-        self.refuse_unless_serving()
+        availability = self.settings.get("kk_availability")
+        if self.get_argument("standby", "").lower() in ("1", "true", "yes"):
+            if availability is not None and not availability.can_take_over():
+                raise GatewayError(503, "Service Unavailable", availability.why_not_serving())
+        else:
+            self.refuse_unless_serving()
         if self.settings["kk_draining"]():
             raise GatewayError(503, "Service Unavailable", "shutting down")
         if not self.settings["kk_store"].healthy:
             raise GatewayError(503, "Service Unavailable", "KernelSession watch not synced")
-        self.write_json({"status": "ready", "replica": self.settings["kk_config"].replica_id})
+        serving = availability is None or availability.serving()
+        self.write_json({"status": "ready" if serving else "standby",
+                         "replica": self.settings["kk_config"].replica_id})
 
 
 class MetricsHandler(JSONHandler):
