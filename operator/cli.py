@@ -53,6 +53,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lease-duration", type=float, default=15.0)
     p.add_argument("--renew-deadline", type=float, default=10.0)
     p.add_argument("--retry-period", type=float, default=2.0)
+    p.add_argument("--health-port", type=int, default=8081,
+                   help="port of /healthz, /readyz and /metrics (0 = none; default 8081)")
+    p.add_argument("--health-ip", default="0.0.0.0",
+                   help="address the health endpoint listens on (default 0.0.0.0)")
+    p.add_argument("--loop-stall-timeout", type=float, default=30.0,
+                   help="/healthz fails when the event loop is blocked this long (seconds)")
+    p.add_argument("--round-deadline", type=float, default=None,
+                   help="/healthz fails when a leader's resync or culling round has not "
+                        "completed for this long (seconds; default: the round's interval "
+                        "plus max(120, 10 x request timeout))")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=run)
 
@@ -78,6 +88,10 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         "lease_duration": args.lease_duration,
         "renew_deadline": args.renew_deadline,
         "retry_period": args.retry_period,
+        "health_port": args.health_port,
+        "health_ip": args.health_ip,
+        "loop_stall_timeout": args.loop_stall_timeout,
+        "round_deadline_override": args.round_deadline,
     }
     if args.launcher_command:
         kw["launcher_command"] = tuple(shlex.split(args.launcher_command))

@@ -27,6 +27,7 @@ class PodView:
     waiting: str | None  # why the container is not running yet
     terminated: str | None  # how the container ended
     image_error: str | None = None  # the kubelet's reason and message when the image is the problem
+    created: str | None = None  # metadata.creationTimestamp
 
     @property
     def live(self) -> bool:
@@ -77,6 +78,7 @@ def view(pod: Mapping[str, Any]) -> PodView:
         waiting=waiting,
         terminated=terminated,
         image_error=image_error,
+        created=meta.get("creationTimestamp"),
     )
 
 

@@ -24,6 +24,7 @@ from kernelkeeper.operator import render
 from kernelkeeper.operator.culling import cull_decision
 from kernelkeeper.operator.events import EventRecorder
 from kernelkeeper.operator.launcher_status import LauncherStatusReader
+from kernelkeeper.operator.metrics import OperatorMetrics
 from kernelkeeper.operator.pods import PodView, loss_reason, view
 from kernelkeeper.operator.settings import OperatorConfig
 from kernelkeeper.operator.status import (
@@ -42,18 +43,21 @@ class Reconciler:
 
     def __init__(self, cfg: OperatorConfig, kube: Kube, *, events: EventRecorder | None = None,
                  launcher: LauncherStatusReader | None = None,
-                 specs: SpecCatalog | None = None) -> None:
+                 specs: SpecCatalog | None = None,
+                 metrics: OperatorMetrics | None = None) -> None:
         self.cfg = cfg
         self.kube = kube
         self.events = events or EventRecorder(kube, cfg.identity)
         self.launcher = launcher or LauncherStatusReader(cfg.health_timeout)
         self.specs = specs or SpecCatalog(cfg.kernelspec_dirs)
+        self.metrics = metrics or OperatorMetrics()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def _lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self._locks.setdefault((namespace, name), asyncio.Lock())
 
     def forget(self, namespace: str, name: str) -> None:
+        self.metrics.set_owned(namespace, name, 0)
         lock = self._locks.get((namespace, name))
         if lock is not None and not lock.locked():
             self._locks.pop((namespace, name), None)
@@ -66,21 +70,31 @@ class Reconciler:
     async def reconcile(self, namespace: str, name: str) -> None:
         if not crd.is_kernel_id(name):
             return
+        try:
+            result = await self._reconcile_locked(namespace, name)
+        except Exception as exc:
+            self.metrics.reconcile_failed(exc)
+            raise
+        self.metrics.reconciled(result)
+
+    async def _reconcile_locked(self, namespace: str, name: str) -> str:
+        """"ok", or "conflict" when every attempt lost a race."""
         async with self._lock(namespace, name):
             for _attempt in range(4):
                 ks = await self._session(namespace, name)
                 if ks is None or ks["metadata"].get("deletionTimestamp"):
                     self.forget(namespace, name)
-                    return
+                    return "ok"
                 try:
                     await self._reconcile(ks)
-                    return
+                    return "ok"
                 except ApiError as exc:
                     if exc.status != 409:
                         raise
                     log.debug("conflict on %s/%s, retrying with a fresh read", namespace, name)
             log.info("%s/%s: still conflicting after retries; the next trigger will converge",
                      namespace, name)
+            return "conflict"
 
     async def list_sessions(self) -> list[crd.KernelSession]:
         paths = ([ks_path(ns, "").rstrip("/") for ns in self.cfg.namespaces]
@@ -96,9 +110,10 @@ class Reconciler:
         raw = await self.kube.get(ks_path(namespace, name))
         return None if raw is None else crd.as_session(raw)
 
-    async def _each(self, what: str,
-                    fn: Callable[[str, str], Awaitable[bool | None]]) -> list[str]:
-        """Run `fn` for every session, a few at a time; names for which it returned True."""
+    async def _each(self, what: str, fn: Callable[[str, str], Awaitable[bool | None]],
+                    sessions: list[crd.KernelSession] | None = None) -> list[str]:
+        """Run `fn` for every session (default: listed now), a few at a time; names for which
+        it returned True."""
         gate = asyncio.Semaphore(self.PARALLEL)
 
         async def one(ns: str, name: str) -> bool:
@@ -111,13 +126,18 @@ class Reconciler:
                     log.warning("%s of %s/%s failed: %s", what, ns, name, exc)
                     return False
 
-        metas = [ks["metadata"] for ks in await self.list_sessions()]
+        if sessions is None:
+            sessions = await self.list_sessions()
+        metas = [ks["metadata"] for ks in sessions]
         done = await asyncio.gather(*(one(m["namespace"], m["name"]) for m in metas))
         return [m["name"] for m, hit in zip(metas, done, strict=True) if hit]
 
     async def resync(self) -> None:
         """Reconcile every session once (picks up in-place restarts and missed events)."""
-        await self._each("resync", self.reconcile)
+        sessions = await self.list_sessions()
+        self.metrics.retain_owned((ks["metadata"]["namespace"], ks["metadata"]["name"])
+                                  for ks in sessions)
+        await self._each("resync", self.reconcile, sessions)
 
     async def cull(self, now: dt.datetime | None = None) -> list[str]:
         """Cull every idle session; returns the culled names."""
@@ -155,6 +175,7 @@ class Reconciler:
                     log.info("%s/%s: activity changed while culling; not culled", namespace, name)
                     return False
                 raise
+            self.metrics.culled()
             await self.events.post(ks, crd.REASON_CULLED, message)
             return True
 
@@ -179,6 +200,7 @@ class Reconciler:
             live, why = [], "its key Secret was deleted, so clients could no longer reach it"
         for extra in live[:-1]:
             await self._delete_pod(ks, extra)
+        self.metrics.set_owned(meta["namespace"], meta["name"], 1 if live else 0)
         if live:
             # A running kernel is left alone even if its kernel spec has gone from disk since.
             await self._observe(ks, live[-1])
@@ -268,9 +290,11 @@ class Reconciler:
         try:
             await self.kube.create(core_path(meta["namespace"], "pods"), pod)
             log.info("%s/%s: created pod %s", meta["namespace"], kid, new_name)
+            self.metrics.kernel_started("new" if incarnation == 0 else "replacement")
         except ApiError as exc:
             if exc.status != 409:
                 raise
+        self.metrics.set_owned(meta["namespace"], kid, 1)
         # Finished pods hold nothing worth keeping once their replacement exists.
         for old in pods:
             if old.phase == "Failed" and not old.deleting:
@@ -320,16 +344,29 @@ class Reconciler:
             readiness = Readiness(False, crd.REASON_STARTING,
                                   f"kernel pod {pod.name} is starting: {detail}")
         conn = crd.connection_status(pod.ip, crd.DEFAULT_PORTS) if pod.ip else None
-        await self._write(ks, readiness, podName=pod.name, podIP=pod.ip, connection=conn,
-                          restarts=restarts, culledAt=None, _launcher=launcher)
+        was_status, was_reason = ready_condition(ks)
+        written = await self._write(ks, readiness, podName=pod.name, podIP=pod.ip,
+                                    connection=conn, restarts=restarts, culledAt=None,
+                                    _launcher=launcher)
+        if written and readiness.ready and was_status != "True" \
+                and was_reason != crd.REASON_RESTARTING:
+            # A new Pod's kernel came up (an in-place restart is not a start). A first Pod
+            # is timed from the session's creation, which is what a client waited for; a
+            # replacement from the Pod's. Both stamps have whole seconds.
+            began = crd.parse_time(ks["metadata"].get("creationTimestamp")
+                                   if pod.incarnation == 0 else pod.created)
+            if began is not None:
+                self.metrics.kernel_ready(
+                    max(0.0, (dt.datetime.now(dt.UTC) - began).total_seconds()))
 
     async def _write(self, ks: crd.KernelSession, readiness: Readiness, *,
-                     _launcher: Mapping[str, Any] | None = None, **fields: Any) -> None:
+                     _launcher: Mapping[str, Any] | None = None, **fields: Any) -> bool:
+        """Write the status if it changed (and post Events); whether it was written."""
         old_status, old_reason = ready_condition(ks)
         old_restarts = int((ks.get("status") or {}).get("restarts") or 0)
         desired = desired_status(ks, readiness, **fields)
         if not await write_status(self.kube, ks, desired):
-            return
+            return False
         new_status = "True" if readiness.ready else "False"
         if (old_status, old_reason) != (new_status, readiness.reason):
             quiet = readiness.ready or readiness.reason == crd.REASON_STARTING
@@ -339,3 +376,4 @@ class Reconciler:
             await self.events.post(ks, "KernelRestarted", (
                 f"kernel restarted in place ({last.get('reason', 'unknown')}: "
                 f"{last.get('detail', '')}); restarts={desired['restarts']}"))
+        return True

@@ -61,6 +61,26 @@ class OperatorConfig:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+    # The operator's own /healthz, /readyz and /metrics (operator/health.py); port 0: none.
+    health_port: int = 8081
+    health_ip: str = "0.0.0.0"
+    # Liveness fails when the main event loop has not run its heartbeat for this long...
+    loop_stall_timeout: float = 30.0
+    # ...or, while leading, when a resync or culling round has not completed for this long
+    # (None: derived from the round's interval and the request timeout, `round_deadline`).
+    round_deadline_override: float | None = None
+
+    def round_deadline(self, interval: float) -> float:
+        """How long a periodic round every `interval` seconds may go without completing.
+
+        A healthy round is a list plus a few requests per session, eight sessions at a time,
+        each request capped by the request timeout; a slow API server on a large fleet can
+        stretch it to several timeouts. Liveness is for a loop that stopped, not a slow one:
+        restarting an operator that is merely slow only makes it slower.
+        """
+        if self.round_deadline_override is not None:
+            return self.round_deadline_override
+        return interval + max(120.0, 10 * self.request_timeout)
 
     def __post_init__(self) -> None:
         bad = [n for n in self.env_allow if n.startswith(contract.RESERVED_PREFIX)]
@@ -71,3 +91,9 @@ class OperatorConfig:
             raise ValueError("the launcher command must not be empty")
         if not (self.lease_duration > self.renew_deadline > self.retry_period > 0):
             raise ValueError("need lease_duration > renew_deadline > retry_period > 0")
+        if not 0 <= self.health_port <= 65535:
+            raise ValueError(f"the health port must be 0 (off) to 65535, not {self.health_port}")
+        if self.loop_stall_timeout <= 1:
+            raise ValueError("the event-loop stall timeout must exceed the 1 s heartbeat")
+        if self.round_deadline_override is not None and self.round_deadline_override <= 0:
+            raise ValueError("the round deadline must be positive")
