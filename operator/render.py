@@ -7,6 +7,7 @@ things; this module decides *what* they look like.
 from __future__ import annotations
 
 import json
+import posixpath
 import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -22,6 +23,14 @@ COMPONENT_KERNEL = "kernel"
 COMPONENT_KEY = "kernel-key"
 CONTAINER = "kernel"
 USER_ENV_PREFIX = "KERNEL_"
+# The kernelkeeper image runs as uid 1000, gid 0, home /home/jovyan (as Jupyter's docker-stacks
+# images do); a kernel spec naming another image may say otherwise (runAsUser, runAsGroup).
+IMAGE_UID = 1000
+IMAGE_GID = 0
+HOME_DIR = "/home/jovyan"
+TMP_DIR = "/tmp"
+VOLUME_HOME = "home"
+VOLUME_TMP = "tmp"
 
 
 class InvalidEnv(ValueError):
@@ -123,8 +132,61 @@ def _tolerations(spec: KernelSpec, cfg: OperatorConfig) -> list[dict[str, Any]]:
     return given
 
 
+def read_only_root(spec: KernelSpec) -> bool:
+    """Kernel Pods get a read-only root filesystem unless their spec says
+    ``"readOnlyRootFilesystem": false`` (an image whose kernel writes outside home and /tmp)."""
+    return spec.pod.get("readOnlyRootFilesystem") is not False
+
+
+def home_directory(spec: KernelSpec, user_env: Mapping[str, str]) -> str:
+    """Where the writable home is mounted, and what HOME says: the env's HOME if it is a
+    directory of its own, else /home/jovyan."""
+    given = user_env.get("HOME") or (spec.spec.get("env") or {}).get("HOME")
+    if not given or not posixpath.isabs(str(given)):
+        return HOME_DIR
+    home = posixpath.normpath(str(given))
+    if home == "/" or home == TMP_DIR or home.startswith(TMP_DIR + "/"):
+        return HOME_DIR
+    return home
+
+
+def security_contexts(spec: KernelSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pod and container securityContext passing the `restricted` Pod Security Standard.
+
+    The user is the kernel spec's (runAsUser/runAsGroup); with the operator's own image it is
+    that image's user, stated so the kubelet need not trust the image to be non-root. Another
+    image's own non-root numeric USER is used as it is (runAsNonRoot makes the kubelet refuse
+    an image that would run as root).
+    """
+    pod: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    user, group = spec.pod.get("runAsUser"), spec.pod.get("runAsGroup")
+    if not spec.pod.get("image"):
+        user = IMAGE_UID if user is None else user
+        group = IMAGE_GID if group is None else group
+    if user is not None:
+        pod["runAsUser"] = int(user)
+    if group is not None:
+        pod["runAsGroup"] = int(group)
+    container = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": read_only_root(spec),
+    }
+    return pod, container
+
+
+def _writable(home: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """emptyDir volumes and their mounts for what a kernel writes under a read-only root:
+    HOME (IPython's profile and history, Jupyter's runtime and data dirs, pip --user,
+    matplotlib's cache) and /tmp (the launcher's connection file, tempfile)."""
+    volumes = [{"name": VOLUME_HOME, "emptyDir": {}}, {"name": VOLUME_TMP, "emptyDir": {}}]
+    mounts = [{"name": VOLUME_HOME, "mountPath": home},
+              {"name": VOLUME_TMP, "mountPath": TMP_DIR}]
+    return volumes, mounts
+
+
 def _env_list(ks: crd.KernelSession, spec: KernelSpec, cfg: OperatorConfig,
-              user_env: Mapping[str, str]) -> list[dict[str, Any]]:
+              user_env: Mapping[str, str], home: str | None) -> list[dict[str, Any]]:
     kid = ks["metadata"]["name"]
     kspec = ks.get("spec") or {}
     values: dict[str, str] = {}
@@ -132,6 +194,8 @@ def _env_list(ks: crd.KernelSession, spec: KernelSpec, cfg: OperatorConfig,
     values.update({k: str(v) for k, v in (spec.spec.get("env") or {}).items()
                    if not k.startswith(contract.RESERVED_PREFIX)})
     values.update(user_env)
+    if home is not None:
+        values["HOME"] = home  # the writable mount; an image's HOME may be elsewhere
     values[contract.ENV_KERNEL_ID] = kid
     values[contract.ENV_USERNAME] = str(kspec.get("username") or user_env.get(contract.ENV_USERNAME)
                                         or "")
@@ -158,12 +222,14 @@ def render_pod(ks: crd.KernelSession, spec: KernelSpec, cfg: OperatorConfig, *,
              for ch, port in crd.DEFAULT_PORTS.items()]
     ports.append({"name": contract.HEALTH_PORT_NAME, "containerPort": contract.HEALTH_PORT,
                   "protocol": "TCP"})
+    pod_security, container_security = security_contexts(spec)
+    home = home_directory(spec, user_env) if read_only_root(spec) else None
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": str(pod_cfg.get("image") or cfg.default_image),
         "imagePullPolicy": cfg.image_pull_policy,
         "command": list(cfg.launcher_command),
-        "env": _env_list(ks, spec, cfg, user_env),
+        "env": _env_list(ks, spec, cfg, user_env, home),
         "ports": ports,
         # Every second: a kernel is ready about 1 s after its start, and Ready waits for the
         # next probe. With 2 s, a start a few tens of milliseconds slower than the first
@@ -176,6 +242,7 @@ def render_pod(ks: crd.KernelSession, spec: KernelSpec, cfg: OperatorConfig, *,
             "successThreshold": 1,
             "failureThreshold": 1,
         },
+        "securityContext": container_security,
     }
     resources = _merge_resources(pod_cfg.get("resources"), (ks.get("spec") or {}).get("resources"))
     if resources:
@@ -188,7 +255,10 @@ def render_pod(ks: crd.KernelSession, spec: KernelSpec, cfg: OperatorConfig, *,
         "terminationGracePeriodSeconds": 10,
         "containers": [container],
         "tolerations": _tolerations(spec, cfg),
+        "securityContext": pod_security,
     }
+    if home is not None:
+        pod_spec["volumes"], container["volumeMounts"] = _writable(home)
     if pod_cfg.get("serviceAccountName"):
         pod_spec["serviceAccountName"] = str(pod_cfg["serviceAccountName"])
     else:

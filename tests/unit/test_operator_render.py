@@ -113,3 +113,72 @@ def test_pod_names_and_incarnations():
     assert render.incarnation_of(f"kernel-{KID}", KID) is None
     assert render.incarnation_of(None, KID) is None
     assert render.incarnation_of(f"kernel-{KID}-x", KID) is None
+
+
+def _render(spec: KernelSpec, user_env: dict[str, str] | None = None) -> dict:
+    return render.render_pod(_ks(), spec, CFG, user_env=user_env or {}, incarnation=0,
+                             restarts_base=0)
+
+
+def test_pod_is_restricted_with_a_read_only_root_and_writable_home_and_tmp():
+    pod = _render(_spec())
+    pspec = pod["spec"]
+    (c,) = pspec["containers"]
+    # The operator's own image: its user stated, so the kubelet need not trust the image.
+    assert pspec["securityContext"] == {"runAsNonRoot": True, "runAsUser": 1000,
+                                        "runAsGroup": 0,
+                                        "seccompProfile": {"type": "RuntimeDefault"}}
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False,
+                                    "capabilities": {"drop": ["ALL"]},
+                                    "readOnlyRootFilesystem": True}
+    assert pspec["volumes"] == [{"name": "home", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    assert c["volumeMounts"] == [{"name": "home", "mountPath": "/home/jovyan"},
+                                 {"name": "tmp", "mountPath": "/tmp"}]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["HOME"] == "/home/jovyan"
+    assert "hostNetwork" not in pspec and "hostPID" not in pspec and "hostIPC" not in pspec
+    assert not any("hostPath" in v for v in pspec["volumes"])
+    assert "ports" not in c or not any("hostPort" in p for p in c["ports"])
+
+
+def test_another_image_keeps_its_user_unless_the_spec_names_one():
+    pod = _render(_spec(image="other:1"))
+    assert pod["spec"]["securityContext"] == {"runAsNonRoot": True,
+                                              "seccompProfile": {"type": "RuntimeDefault"}}
+    pod = _render(_spec(image="other:1", runAsUser=1234, runAsGroup=100))
+    sc = pod["spec"]["securityContext"]
+    assert (sc["runAsUser"], sc["runAsGroup"], sc["runAsNonRoot"]) == (1234, 100, True)
+    pod = _render(_spec(runAsUser=2000))  # the default image, another uid: group stays 0
+    sc = pod["spec"]["securityContext"]
+    assert (sc["runAsUser"], sc["runAsGroup"]) == (2000, 0)
+
+
+def test_a_kernel_spec_may_opt_out_of_the_read_only_root():
+    pod = _render(_spec(readOnlyRootFilesystem=False))
+    (c,) = pod["spec"]["containers"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is False
+    # Still restricted; the image's home and /tmp are used as they are, HOME is the image's.
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert "volumes" not in pod["spec"] and "volumeMounts" not in c
+    assert "HOME" not in {e["name"] for e in c["env"]}
+    # Anything but an explicit false keeps the root read-only.
+    assert _render(_spec(readOnlyRootFilesystem=True))["spec"]["volumes"]
+
+
+@pytest.mark.parametrize(("spec_home", "user_home", "mounted"), [
+    (None, None, "/home/jovyan"),
+    ("/home/alice/", None, "/home/alice"),
+    ("/home/alice", "/work/bob", "/work/bob"),  # an allow-listed session HOME wins
+    ("/", None, "/home/jovyan"),  # no emptyDir over the whole root
+    ("/tmp/home", None, "/home/jovyan"),  # nor inside /tmp's own mount
+    ("relative", None, "/home/jovyan"),
+])
+def test_home_is_mounted_where_home_points(spec_home, user_home, mounted):
+    spec = _spec()
+    if spec_home is not None:
+        spec.spec["env"]["HOME"] = spec_home
+    user_env = {"HOME": user_home} if user_home else {}
+    (c,) = _render(spec, user_env)["spec"]["containers"]
+    assert c["volumeMounts"][0] == {"name": "home", "mountPath": mounted}
+    assert [e["value"] for e in c["env"] if e["name"] == "HOME"] == [mounted]
