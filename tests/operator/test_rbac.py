@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from kernelkeeper import operator as operator_pkg
 from kernelkeeper.crds import model as crd
+from kernelkeeper.operator import settings as operator_settings
 from tests.helpers import (
     apply_session,
     events,
@@ -20,7 +20,8 @@ from tests.helpers import (
     wait_until,
 )
 
-RBAC = Path(operator_pkg.__file__).with_name("rbac.yaml")
+# kernelkeeper.operator is a namespace package (no __file__): find the folder through a module.
+RBAC = Path(operator_settings.__file__).with_name("rbac.yaml")
 SA, SA_NS = "kernelkeeper-operator", "kernelkeeper"
 
 
