@@ -27,6 +27,7 @@ RUN python3 -m venv "$VIRTUAL_ENV" \
 COPY README.md /src/README.md
 COPY kernelkeeper /src/kernelkeeper
 COPY crds /src/crds
+COPY kube /src/kube
 COPY operator /src/operator
 COPY gateway /src/gateway
 COPY kernel /src/kernel
