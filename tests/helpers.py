@@ -67,12 +67,12 @@ def seconds_until(check: Callable[[], object], timeout: float, what: str, *,
 
 
 def holds_for(check: Callable[[], T | None], seconds: float, what: str, *,
-              interval: float = 0.5) -> T:
+              interval: float = 0.5, detail: Callable[[], str] | None = None) -> T:
     """Fail unless `check` is truthy at every poll for `seconds`; return its last value."""
     deadline = time.monotonic() + seconds
     while True:
         value = check()
-        assert value, f"{what} stopped holding"
+        assert value, f"{what} stopped holding" + (f"; {detail()}" if detail is not None else "")
         if time.monotonic() >= deadline:
             return value
         time.sleep(interval)

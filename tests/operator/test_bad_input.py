@@ -16,11 +16,14 @@ from tests.helpers import (
 
 def _stays(cluster, ns: str, kid: str, reason: str, seconds: float = 6) -> dict:
     """The reason holds over several resync rounds."""
+    seen: list[dict | None] = [None]
+
     def same_reason() -> dict | None:
-        ks = get_session(cluster, ns, kid)
+        seen[0] = ks = get_session(cluster, ns, kid)
         return ks if ks is not None and ready_reason(ks) == ("False", reason) else None
 
-    return holds_for(same_reason, seconds, f"session {kid}: Ready=False reason {reason}")
+    return holds_for(same_reason, seconds, f"session {kid}: Ready=False reason {reason}",
+                     detail=lambda: f"then: {(seen[0] or {}).get('status')}")
 
 
 def test_unknown_kernel_spec(cluster, ns, operator):
