@@ -2,8 +2,9 @@
 
 Operator and gateway read the same directories through one `SpecCatalog`: the gateway lists
 the specs to clients, the operator renders Pods from them. Pod settings live in kernel.json
-under ``metadata.kernelkeeper``: ``image``, ``resources``, ``nodeSelector``, ``tolerations``,
-``serviceAccountName``.
+under ``metadata.kernelkeeper`` (images/README.md lists them): ``image``, ``resources``,
+``nodeSelector``, ``tolerations``, ``serviceAccountName``, ``runAsUser``, ``runAsGroup``,
+``readOnlyRootFilesystem``.
 """
 
 from __future__ import annotations

@@ -65,6 +65,10 @@ class LeaseElector:
         """The holder we last saw (for logs and 503 messages); may be stale."""
         return self._observed[0] if self._observed else None
 
+    def observed_transitions(self) -> int:
+        """leaseTransitions as last read, whoever held the Lease (a standby sees it too)."""
+        return int(self._observed[2]) if self._observed else self.transitions
+
     async def acquire(self) -> None:
         """Return once this replica holds the Lease; retries every `retry` seconds."""
         waiting_logged = False

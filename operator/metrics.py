@@ -147,8 +147,8 @@ class OperatorMetrics:
                 "(the leader's view; 0 on a standby).", self.pods_owned)
         r.gauge("lease_holder", "1 while this process holds the operator Lease.",
                 lambda: 1.0 if lease_holder() else 0.0)
-        r.gauge("lease_transitions", "The Lease's leaseTransitions, as of this process's last "
-                "acquisition or renewal (0 on a standby that never led).",
+        r.gauge("lease_transitions", "The Lease's leaseTransitions, as this process last read "
+                "the Lease (leader or standby).",
                 lambda: float(lease_transitions()))
         r.gauge("event_loop_lag_seconds", "How late the main event loop ran its 1 s heartbeat "
                 "(grows while the loop is blocked).", loop_lag)

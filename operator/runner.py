@@ -60,7 +60,7 @@ async def run(cfg: OperatorConfig) -> int:
                             lease_observed=lease_observed)
     metrics = OperatorMetrics(
         lease_holder=lease.is_leader,
-        lease_transitions=lambda: lease.elector.transitions if lease.elector else 0,
+        lease_transitions=lambda: lease.elector.observed_transitions() if lease.elector else 0,
         loop_lag=health.loop_lag)
     server = start_server(health, metrics.render, cfg.health_ip, cfg.health_port)
     beating = asyncio.create_task(health.heartbeat(), name="heartbeat")
