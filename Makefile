@@ -61,3 +61,9 @@ bench: $(STAMP) build
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# kernelkeeper on a kind cluster, for users with Docker and kind (not run by the tests here):
+# builds the image, loads it into kind, installs the chart, prints the jupyter lab line.
+.PHONY: kind
+kind:
+	@images/kind.sh
