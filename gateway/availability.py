@@ -33,6 +33,11 @@ MODES = (ACTIVE_ACTIVE, ACTIVE_PASSIVE)
 # Exit status of a replica that lost its Lease: distinct, so logs and restarts tell it apart.
 EXIT_LEASE_LOST = 3
 
+# The holder's Pod is the last one a ReplicaSet removes (rolling update, scale down): a rollout
+# then replaces the standbys first and hands the Lease over once, not once per old Pod.
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+HOLDER_DELETION_COST = "1000"
+
 
 def normalize_mode(value: str) -> str:
     mode = value.strip().lower()
@@ -164,8 +169,9 @@ class Availability:
             await self._label_pod(active=False)
 
     async def _label_pod(self, *, active: bool, pod: str | None = None) -> None:
-        """Label our own Pod role=active so a Service can select the holder (only in a Pod);
-        with `pod`, take the label off that (previous holder's) Pod instead."""
+        """Label our own Pod role=active so a Service can select the holder (only in a Pod),
+        and give it the highest deletion cost; with `pod`, take both off that (previous
+        holder's) Pod instead."""
         own, namespace = os.environ.get("POD_NAME"), os.environ.get("POD_NAMESPACE")
         if pod == own:
             return
@@ -173,10 +179,11 @@ class Availability:
         if not (pod and namespace and self.kube):
             return
         value = "active" if active else None
+        cost = HOLDER_DELETION_COST if active else None
         try:
             async with asyncio.timeout(5):
-                await self.kube.merge_patch(core_path(namespace, "pods", pod),
-                                            {"metadata": {"labels": {crd.LABEL_ROLE: value}}})
+                await self.kube.merge_patch(core_path(namespace, "pods", pod), {"metadata": {
+                    "labels": {crd.LABEL_ROLE: value}, "annotations": {DELETION_COST: cost}}})
         except ApiError as exc:
             if exc.status != 404:  # a previous holder's Pod may be gone: nothing to undo
                 log.warning("could not label pod %s/%s role=%s: %s", namespace, pod, value, exc)
