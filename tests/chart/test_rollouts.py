@@ -27,7 +27,9 @@ from pathlib import Path
 
 import pytest
 import websocket
+import yaml
 
+from kernelkeeper.gateway.config import GatewayConfig
 from kernelkeeper.local import build
 from kernelkeeper.local.chart import CHART, chart_values, helm_env
 from tests.fixtures.chart import DEPLOYMENT, GatewayPods, service, wait_service_answers
@@ -48,6 +50,28 @@ RECONNECT_DEADLINE = 60.0
 ROLLOUT_TIMEOUT = "240s"
 # What ends a websocket from the client's side: a close frame, a reset, a timeout.
 CLOSED = (OSError, TimeoutError, websocket.WebSocketException)
+
+
+def _execute(ws: KernelWS, code: str, timeout: float = 10) -> tuple[str, str]:
+    """Run `code`, which prints one line; return (reply status, that line) as soon as both are
+    in. The idle status that follows is not waited for: a websocket closed after the answer
+    arrived must not make an answered execute look unanswered."""
+    msg_id = ws.send("shell", "execute_request",
+                     {"code": code, "silent": False, "store_history": False,
+                      "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
+    status, out = "", ""
+    deadline = time.monotonic() + timeout
+    while not status or (status == "ok" and not out.endswith("\n")):
+        channel, msg, _ = ws.recv(max(0.1, deadline - time.monotonic()))
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no answer to {code!r} in {timeout:g}s")
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if channel == "shell" and msg["msg_type"] == "execute_reply":
+            status = msg["content"]["status"]
+        elif channel == "iopub" and msg["msg_type"] == "stream":
+            out += msg["content"]["text"]
+    return status, out
 
 
 @dataclass
@@ -109,7 +133,7 @@ class Incrementer(threading.Thread):
                         raise AssertionError(f"x is {seen} while execute {expected} was pending")
                     self.resent.append(expected)
                     check_first = False
-                reply, out, _ = self.ws.execute(INCREMENT, timeout=10)
+                status, out = _execute(self.ws, INCREMENT)
             except CLOSED as exc:
                 reconnects += 1
                 self.reconnects[expected] = reconnects
@@ -119,8 +143,8 @@ class Incrementer(threading.Thread):
                 self.ws = self._connect(self.session_id)
                 check_first = True
                 continue
-            if reply["content"]["status"] != "ok" or not out.strip().isdigit():
-                self.failures.append(f"execute {expected}: {reply['content']['status']} {out!r}")
+            if status != "ok" or not out.strip().isdigit():
+                self.failures.append(f"execute {expected}: {status} {out!r}")
                 return
             self.answers.append(Answer(int(out), time.monotonic(), self.phase))
             return
@@ -139,8 +163,8 @@ class Incrementer(threading.Thread):
 
     @staticmethod
     def _x(ws: KernelWS) -> int:
-        reply, out, _ = ws.execute("print(x)", timeout=10)
-        assert reply["content"]["status"] == "ok", reply["content"]
+        status, out = _execute(ws, "print(x)")
+        assert status == "ok", (status, out)
         return int(out)
 
     def gaps(self, phase: str) -> float:
@@ -258,6 +282,25 @@ def _check_readiness_probe_forms(pods: GatewayPods) -> None:
         serving = pods.mode == "active-active" or name == holder
         assert http_status(f"{base}/readyz") == (200 if serving else 503), name
         assert http_status(f"{base}/readyz?standby=1") == 200, name
+
+
+@pytest.mark.parametrize("mode", ["active-active", "active-passive"])
+def test_gateway_rollout_settings_render(tmp_path: Path, mode: str) -> None:
+    """What the real-node test below relies on, readable without a cluster: a new replica
+    first, an old one removed only after it is Ready as "able to serve or take over", and a
+    grace period that covers the preStop pause and the gateway's own shutdown."""
+    out = subprocess.run([str(build.binary("helm")), "template", "kernelkeeper", str(CHART),
+                          "--set", f"gateway.availabilityMode={mode}"], capture_output=True,
+                         text=True, env=helm_env(tmp_path), timeout=60, check=True).stdout
+    gateway = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment"
+                   and d["metadata"]["name"] == DEPLOYMENT)["spec"]
+    assert gateway["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    pod = gateway["template"]["spec"]
+    container = next(c for c in pod["containers"] if c["name"] == "gateway")
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz?standby=1"
+    pause = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+    shutdown = GatewayConfig().shutdown_timeout
+    assert pod["terminationGracePeriodSeconds"] >= pause + shutdown + 5
 
 
 def _first_mismatch(values: list[int]) -> list[tuple[int, int]]:
