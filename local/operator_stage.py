@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from kernelkeeper.local.environment import LocalEnvironment
+from kernelkeeper.local.processes import free_port
 from kernelkeeper.local.wait import Pending, wait_until
 
 OPERATOR_COMPONENT = "operator"
@@ -24,7 +25,9 @@ def operator_stage(env: LocalEnvironment, *, timeout: float = 60.0) -> None:
         [sys.executable, "-m", "kernelkeeper.local.supervise", "--",
          sys.executable, "-m", "kernelkeeper", "operator", "--kubeconfig", str(env.kubeconfig),
          *pods, "--identity", "local-operator",
-         "--lease-namespace", "default"],
+         "--lease-namespace", "default",
+         # On the host, the health endpoint answers on loopback only.
+         "--health-ip", "127.0.0.1", "--health-port", str(free_port())],
     )
     log = Path(record.log)
 
