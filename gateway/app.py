@@ -23,11 +23,16 @@ from kernelkeeper.gateway.channels import GOING_AWAY, ChannelsHandler
 from kernelkeeper.gateway.config import GatewayConfig
 from kernelkeeper.gateway.kernels import KernelManager
 from kernelkeeper.gateway.metrics import Metrics
+from kernelkeeper.gateway.sessions import ClientSession
 from kernelkeeper.gateway.store import SessionStore
 from kernelkeeper.kernel.specs import SpecCatalog
 from kernelkeeper.kube.client import Kube
 
 log = logging.getLogger("kernelkeeper.gateway")
+
+# How long a stopping replica waits for replies to requests it already forwarded (a long
+# execute's reply is not waited for: the client reconnects to another replica meanwhile).
+REPLY_GRACE = 2.0
 
 _ID = r"([^/]+)"
 
@@ -128,6 +133,20 @@ class Gateway:
         log.log(level, "%d %s %s %.1fms", status, handler.request.method,
                 handler.request.path, 1000 * handler.request.request_time())
 
+    async def _await_replies(self, grace: float) -> None:
+        """Up to `grace` seconds for replies to requests already forwarded to kernels, so that
+        closing the websocket does not drop an answer that is a few milliseconds away."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+
+        def awaited() -> int:
+            return sum(len(c.awaiting) for conn in self.manager.conns.values()
+                       for c in conn.clients.values()
+                       if isinstance(c, ClientSession) and c.connected())
+
+        while awaited() and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+
     async def stop(self) -> None:
         """Stop accepting, send websockets away so clients reconnect elsewhere, keep kernels."""
         self.draining = True
@@ -136,6 +155,7 @@ class Gateway:
         # already taking over while our websockets close.
         await self.availability.stop()
         self.server.stop()
+        await self._await_replies(REPLY_GRACE)
         for ws in list(self.sockets):
             ws.close_quietly(GOING_AWAY, "gateway shutting down")
         loop = asyncio.get_running_loop()

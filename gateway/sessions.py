@@ -13,6 +13,7 @@ module knows nothing of Tornado.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import deque
 from typing import Protocol
@@ -26,6 +27,8 @@ from kernelkeeper.gateway.wire import KernelMessage
 log = logging.getLogger(__name__)
 
 CLIENT_CHANNELS = ("shell", "control", "stdin")
+REPLY_CHANNELS = ("shell", "control")  # where a *_request is answered by one *_reply
+MAX_AWAITED = 256
 
 
 class Attachment(Protocol):
@@ -51,6 +54,9 @@ class ClientSession:
         self.buffer: deque[KernelMessage] = deque()
         self.buffer_bytes = 0
         self._expiry: asyncio.TimerHandle | None = None
+        # Requests sent on shell/control whose reply has not come back (msg_id, oldest first):
+        # a stopping replica waits a moment for them before it closes the websocket.
+        self.awaiting: dict[str, None] = {}
         self.sockets: dict[str, zmq.asyncio.Socket] = {}
         self._tasks: list[asyncio.Task[None]] = []
         identity = session_id.encode()
@@ -76,6 +82,8 @@ class ClientSession:
         return self.handler is not None
 
     def deliver(self, msg: KernelMessage) -> None:
+        if self.awaiting and msg.channel in REPLY_CHANNELS:
+            self.awaiting.pop(str(msg.parent.get("msg_id", "")), None)
         handler = self.handler
         if handler is not None:
             if handler.send_kernel_msg(msg):
@@ -126,7 +134,19 @@ class ClientSession:
             log.warning("kernel %s: dropping a message for unknown channel %r",
                         self.conn.kernel_id, channel)
             return
+        if channel in REPLY_CHANNELS:
+            self._await_reply(parts[0])
         self.conn.send(sock, parts, buffers)
+
+    def _await_reply(self, header: bytes) -> None:
+        try:
+            fields = json.loads(header)
+        except ValueError:
+            return
+        if isinstance(fields, dict) and str(fields.get("msg_type", "")).endswith("_request"):
+            self.awaiting[str(fields.get("msg_id", ""))] = None
+            while len(self.awaiting) > MAX_AWAITED:  # replies a kernel restart swallowed
+                del self.awaiting[next(iter(self.awaiting))]
 
     def kernel_dead(self, reason: str) -> None:
         handler = self.handler

@@ -61,7 +61,8 @@ def test_template_renders(helm: tuple[Path, dict[str, str]], mode: str) -> None:
     gateway = by_kind[("Deployment", "kernelkeeper-gateway")]["spec"]
     operator = by_kind[("Deployment", "kernelkeeper-operator")]["spec"]
     assert gateway["replicas"] == 2 and operator["replicas"] == 2
-    assert gateway["strategy"]["rollingUpdate"]["maxUnavailable"] == 1
+    # A rollout never takes the serving replica down before a successor is Ready.
+    assert gateway["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
 
     container = gateway["template"]["spec"]["containers"][0]
     assert container["command"] == ["kernelkeeper", "gateway", "--ip", "0.0.0.0", "--port", "8888"]
@@ -70,7 +71,8 @@ def test_template_renders(helm: tuple[Path, dict[str, str]], mode: str) -> None:
     assert env["KERNELKEEPER_GATEWAY_NAMESPACE"]["value"] == "jupyter"
     assert "secretKeyRef" in env["KERNELKEEPER_GATEWAY_AUTH_TOKEN"]["valueFrom"]
     assert {"POD_NAME", "POD_NAMESPACE"} <= env.keys()
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # Pod readiness counts an active-passive standby (able to take over) as available.
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz?standby=1"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
     args = operator["template"]["spec"]["containers"][0]["args"]
@@ -118,9 +120,9 @@ def _check_objects_and_rbac(cluster: Cluster, ns: str) -> None:
         "secret": ["kernelkeeper-gateway-token"],
     }.items():
         cluster.kubectl("get", "-n", ns, kind, *names)
-    # Both operator replicas are Ready (one leads); of the active-passive gateways only the
-    # Lease holder is (a standby answers /readyz with 503 by design).
-    for name, ready in (("kernelkeeper-operator", 2), ("kernelkeeper-gateway", 1)):
+    # Both operator replicas are Ready (one leads), and both active-passive gateways: a
+    # standby is Ready for the Deployment, while the Service selects only the Lease holder.
+    for name, ready in (("kernelkeeper-operator", 2), ("kernelkeeper-gateway", 2)):
         dep = json.loads(cluster.kubectl("get", "deployment", "-n", ns, name, "-o",
                                          "json").stdout)
         assert dep["status"].get("readyReplicas") == ready, (name, dep["status"])
