@@ -9,7 +9,6 @@ NetworkPolicy's ports are checked against the ports kernel Pods really listen on
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,24 +17,10 @@ import yaml
 
 from kernelkeeper.crds import model as crd
 from kernelkeeper.kernel import contract
-from kernelkeeper.local import build
-from kernelkeeper.local.chart import CHART, helm_env
+from kernelkeeper.local.chart import CHART
+from tests.fixtures.chart import run_helm
 
 FULLNAME = "kernelkeeper"
-
-
-@pytest.fixture(scope="module")
-def helm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    binary = build.binary("helm")
-    if not binary.is_file():
-        pytest.skip("helm is built by `make build` (kernelkeeper local build --helm)")
-    return binary, helm_env(tmp_path_factory.mktemp("helm-home"))
-
-
-def run_helm(helm: tuple[Path, dict[str, str]], *args: str) -> subprocess.CompletedProcess[str]:
-    binary, env = helm
-    return subprocess.run([str(binary), *args], capture_output=True, text=True, env=env,
-                          timeout=60, check=False)
 
 
 def render(helm: tuple[Path, dict[str, str]], *args: str) -> dict[tuple[str, str], Any]:

@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kernelkeeper.local import build
-from kernelkeeper.local.chart import CHART, chart_values, helm_env
-from tests.fixtures.chart import service, wait_service_answers
+from kernelkeeper.local.chart import CHART, chart_values
+from tests.fixtures.chart import Helm, run_helm, service, wait_service_answers
 from tests.fixtures.cluster import Cluster
 from tests.gateway.client import KernelWS, http, start_kernel
 
@@ -24,19 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 MODES = ("active-active", "active-passive")
 
 
-@pytest.fixture(scope="module")
-def helm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    binary = build.binary("helm")
-    if not binary.is_file():
-        pytest.skip("helm is built by `make test` (kernelkeeper local build --helm)")
-    return binary, helm_env(tmp_path_factory.mktemp("helm-home"))
-
-
-def _helm(helm: tuple[Path, dict[str, str]], *args: str,
-          timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    binary, env = helm
-    out = subprocess.run([str(binary), *args], capture_output=True, text=True, env=env,
-                         timeout=timeout, check=False)
+def _helm(helm: Helm, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    out = run_helm(helm, *args, timeout=timeout)
     assert out.returncode == 0, f"helm {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
     return out
 
@@ -48,12 +36,12 @@ def test_chart_crd_is_a_copy_of_the_crd() -> None:
         "cp crds/kernelsession.yaml charts/kernelkeeper/crds/")
 
 
-def test_lint(helm: tuple[Path, dict[str, str]]) -> None:
+def test_lint(helm: Helm) -> None:
     _helm(helm, "lint", "--strict", str(CHART))
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_template_renders(helm: tuple[Path, dict[str, str]], mode: str) -> None:
+def test_template_renders(helm: Helm, mode: str) -> None:
     out = _helm(helm, "template", "kernelkeeper", str(CHART), "--namespace", "jupyter",
                 "--set", f"gateway.availabilityMode={mode}")
     docs = [d for d in yaml.safe_load_all(out.stdout) if d]
@@ -88,7 +76,7 @@ def test_template_renders(helm: tuple[Path, dict[str, str]], mode: str) -> None:
 
 
 def test_install_runs_on_the_real_node(cluster: Cluster, operator,
-                                       helm: tuple[Path, dict[str, str]]) -> None:
+                                       helm: Helm) -> None:
     ns = cluster.new_namespace("helm")
     kube = ("--namespace", ns, "--kubeconfig", str(cluster.kubeconfig))
     # The session's operator watches every namespace; the chart's own must be the only one here.
