@@ -121,12 +121,18 @@ class Activity(TypedDict, total=False):
     replicas: dict[str, ReplicaActivity]
 
 
+class JournalSpec(TypedDict, total=False):
+    maxMessages: int
+    maxBytes: int
+
+
 class KernelSessionSpec(TypedDict, total=False):
     kernelSpec: str
     username: str
     env: dict[str, str]
     idleTimeoutSeconds: int
     resources: dict[str, dict[str, str]]
+    journal: JournalSpec
 
 
 class KernelSessionStatus(TypedDict, total=False):
@@ -368,6 +374,21 @@ def _spec_schema() -> dict[str, Any]:
                 "properties": {
                     "requests": _quantity_map("Resource requests, e.g. cpu: 500m."),
                     "limits": _quantity_map("Resource limits, e.g. memory: 2Gi."),
+                },
+            },
+            "journal": {
+                "type": "object",
+                "description": (
+                    "Bounds of the kernel Pod's output journal, from which a client that "
+                    "reconnects (to any gateway replica) gets what it missed. The oldest "
+                    "messages go first; a client that missed more is told how many were lost. "
+                    "Defaults: 10000 messages, 32 MiB."
+                ),
+                "properties": {
+                    "maxMessages": _int("Messages the journal keeps.", minimum=10,
+                                        maximum=1000000),
+                    "maxBytes": _int("Bytes the journal keeps (64 KiB to 1 GiB).",
+                                     minimum=65536, maximum=1073741824),
                 },
             },
         },

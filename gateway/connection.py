@@ -2,7 +2,9 @@
 
 A KernelConnection owns the shared iopub subscription (one per kernel per replica, fanned out
 to every client session), private control/shell sockets for the gateway's own requests
-(kernel_info, interrupt, shutdown), and the signing Session built from the key Secret.
+(kernel_info, interrupt, shutdown), a socket to the Pod's journal (kernel/journal_service.py:
+resume a client session, report what was sent to it), and the signing Session built from the
+key Secret.
 Client sessions (sessions.py) open their own DEALER sockets through it, so a pod that moves
 to a new address is followed by every socket at once (`retarget`).
 
@@ -18,6 +20,7 @@ import hmac
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import zmq
@@ -27,10 +30,16 @@ from jupyter_client.session import Session
 from kernelkeeper.gateway.errors import KernelUnavailable
 from kernelkeeper.gateway.model import LocalActivity, utcnow
 from kernelkeeper.gateway.wire import KernelMessage
+from kernelkeeper.kernel import contract
+from kernelkeeper.kernel.journal import IDENTITY_SEPARATOR
 
 log = logging.getLogger(__name__)
 
 DELIM = b"<IDS|MSG>"
+GATEWAY_USERNAME = "kernelkeeper-gateway"
+GATEWAY_SESSION_PREFIX = "kernelkeeper-gateway-"
+# Queued reports of what was sent get this long to leave when a connection closes.
+JOURNAL_LINGER_MS = 1000
 # Requests whose busy/idle say nothing about the user's work (as jupyter_server tracks it).
 UNTRACKED = {"kernel_info_request", "comm_info_request", "usage_request", "debug_request"}
 
@@ -45,15 +54,40 @@ class Client(Protocol):
     def kernel_dead(self, reason: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class JournalReplay:
+    """The journal's answer to a resume: what the session was not sent, and what was lost."""
+
+    known: bool
+    entries: list[KernelMessage]
+    dropped: int
+    max_messages: int
+    max_bytes: int
+
+
+def is_gateway_own(msg: KernelMessage) -> bool:
+    """A status the kernel published for some gateway replica's own request (kernel_info on
+    connect, interrupt, ...): clients never asked for it, and no replica relays it."""
+    if msg.msg_type != "status":
+        return False
+    parent = msg.parent
+    return (parent.get("username") == GATEWAY_USERNAME and
+            str(parent.get("session", "")).startswith(GATEWAY_SESSION_PREFIX))
+
+
 class KernelConnection:
     def __init__(self, kernel_id: str, info: dict[str, Any], context: zmq.asyncio.Context) -> None:
         self.kernel_id = kernel_id
         self.context = context
-        self.info = dict(info)
+        self.info = {"journal_port": contract.JOURNAL_PORT, **info}
         key = info["key"].encode() if isinstance(info["key"], str) else info["key"]
         self.session = Session(key=key, signature_scheme=info.get("signature_scheme",
                                                                  "hmac-sha256"),
-                               username="kernelkeeper-gateway")
+                               username=GATEWAY_USERNAME,
+                               session=GATEWAY_SESSION_PREFIX + uuid.uuid4().hex)
+        # Appended to each client session's ZMQ identity: one session served by two replicas
+        # (a client that moved) is two peers at the kernel's ROUTER, never one identity twice.
+        self.identity_suffix = IDENTITY_SEPARATOR + uuid.uuid4().hex[:12].encode()
         self.activity = LocalActivity()
         self.clients: dict[str, Client] = {}
         self.kernel_session = ""  # the kernel process's own Session id, from its last reply
@@ -65,6 +99,7 @@ class KernelConnection:
         self.restart_expected_until = 0.0
         self._sockets: dict[zmq.asyncio.Socket, str] = {}
         self._pending: dict[str, asyncio.Future[KernelMessage]] = {}
+        self._resumes: dict[bytes, tuple[list[KernelMessage], asyncio.Future[KernelMessage]]] = {}
         self._iopub_seen = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
@@ -76,6 +111,9 @@ class KernelConnection:
         self.spawn(self._pump(self.iopub, "iopub", self._on_iopub))
         self.spawn(self._pump(self.control, "control", self._on_reply))
         self.spawn(self._pump(self.shell, "shell", self._on_reply))
+        self.journal = self.open_socket("journal")
+        self.journal.linger = JOURNAL_LINGER_MS
+        self.spawn(self._pump_journal())
 
     # ------------------------------------------------------------------ sockets
 
@@ -96,8 +134,8 @@ class KernelConnection:
         return sock
 
     def close_socket(self, sock: zmq.asyncio.Socket) -> None:
-        self._sockets.pop(sock, None)
-        sock.close(linger=0)
+        channel = self._sockets.pop(sock, None)
+        sock.close(linger=JOURNAL_LINGER_MS if channel == "journal" else 0)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
@@ -171,6 +209,67 @@ class KernelConnection:
         return msg["header"]["msg_id"], [pack(msg["header"]), pack(msg["parent_header"]),
                                          pack(msg["metadata"]), pack(msg["content"])]
 
+    # ------------------------------------------------------------------ journal
+
+    async def _pump_journal(self) -> None:
+        while True:
+            try:
+                frames = await self.journal.recv_multipart()
+            except zmq.ZMQError:
+                if self._closed or self.journal.closed:
+                    return
+                raise
+            self._on_journal(frames)
+
+    def _on_journal(self, frames: list[bytes]) -> None:
+        # [b"entry", request id, channel, <IDS|MSG>, ...] or [b"end", request id, <IDS|MSG>, ...]
+        if len(frames) < 3:
+            return
+        waiting = self._resumes.get(frames[1])
+        if waiting is None:
+            return
+        entries, done = waiting
+        if frames[0] == b"entry" and len(frames) > 3:
+            msg = self.parse(frames[2].decode("ascii", "replace"), frames[3:])
+            if msg is not None:
+                entries.append(msg)
+        elif frames[0] == b"end":
+            end = self.parse("journal", frames[2:])
+            if end is not None and not done.done():
+                done.set_result(end)
+
+    async def resume(self, session_id: str, timeout: float) -> JournalReplay | None:
+        """What the journal holds that `session_id` was not sent yet; None if the journal does
+        not answer within `timeout` (an unreachable launcher: the caller carries on without)."""
+        msg_id, parts = self.pack("journal_resume_request", {"session": session_id})
+        key = msg_id.encode()
+        done: asyncio.Future[KernelMessage] = asyncio.get_running_loop().create_future()
+        entries: list[KernelMessage] = []
+        self._resumes[key] = (entries, done)
+        try:
+            self.send(self.journal, parts, [])
+            end = await asyncio.wait_for(done, timeout)
+        except TimeoutError:
+            log.warning("kernel %s: the journal did not answer a resume of session %s in %.0fs",
+                        self.kernel_id, session_id, timeout)
+            return None
+        finally:
+            self._resumes.pop(key, None)
+        content = end.content
+        return JournalReplay(
+            known=bool(content.get("known")),
+            entries=[m for m in entries if not is_gateway_own(m)],
+            dropped=int(content.get("dropped_iopub") or 0) + int(content.get("dropped_replies")
+                                                               or 0),
+            max_messages=int(content.get("max_messages") or 0),
+            max_bytes=int(content.get("max_bytes") or 0))
+
+    def report_sent(self, session_id: str, msg_ids: list[str]) -> None:
+        """Tell the journal these reached the session's websocket (its cursor moves)."""
+        _, parts = self.pack("journal_sent", {"session": session_id, "msg_ids": msg_ids})
+        with contextlib.suppress(zmq.ZMQError):
+            self.send(self.journal, parts, [])
+
     # ------------------------------------------------------------------ iopub
 
     def _on_iopub(self, msg: KernelMessage) -> None:
@@ -187,7 +286,7 @@ class KernelConnection:
             return True
         if mtype == "status":
             parent = msg.parent
-            if parent.get("session") == self.session.session:
+            if is_gateway_own(msg):
                 return False
             if parent.get("msg_type") in UNTRACKED:
                 return True
@@ -208,7 +307,7 @@ class KernelConnection:
     def broadcast_status(self, state: str) -> None:
         """A gateway-made iopub status (restarting, dead) to every client session."""
         _, parts = self.pack("status", {"execution_state": state})
-        msg = KernelMessage("iopub", parts, [])
+        msg = KernelMessage("iopub", parts, [], local=True)
         self.activity.execution_state = state
         for client in list(self.clients.values()):
             client.deliver(msg)

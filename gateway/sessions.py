@@ -1,9 +1,18 @@
-"""Client sessions: a client's identity on one kernel, its sockets and its reconnect buffer.
+"""Client sessions: a client's identity on one kernel, its sockets, its resume and its buffer.
 
 A ClientSession per (kernel, session_id) owns DEALER sockets whose ZMQ identity is the
-session_id, so replies and input_requests reach the right client. It outlives its websocket:
-while no socket is attached, output is buffered (bounded by count and bytes) and replayed in
-order when a websocket with the same session_id comes back. A newer websocket with the same
+session_id plus this replica's suffix, so replies and input_requests reach the right client.
+
+Resume: each websocket that attaches with a session_id first asks the kernel Pod's journal for
+everything that session was not sent (by any replica), delivers it, then what arrived live
+meanwhile (minus what the journal already had, by msg_id). What this replica writes to the
+websocket is reported to the journal, which is where the session's cursor lives, so the next
+replica knows where to resume. Journal overflow shows up as one stderr stream message saying
+how many messages were lost.
+
+The local buffer: while no websocket is attached, output is also kept here (bounded by count,
+bytes and time). It is replayed only when the journal does not answer (a kernel Pod without a
+reachable journal); otherwise the journal's replay replaces it. A newer websocket with the same
 session_id replaces a stale one.
 
 The websocket side is anything that can send a KernelMessage and close (`Attachment`); this
@@ -20,7 +29,7 @@ from typing import Protocol
 
 import zmq.asyncio
 
-from kernelkeeper.gateway.connection import KernelConnection
+from kernelkeeper.gateway.connection import JournalReplay, KernelConnection
 from kernelkeeper.gateway.metrics import Metrics
 from kernelkeeper.gateway.wire import KernelMessage
 
@@ -29,6 +38,7 @@ log = logging.getLogger(__name__)
 CLIENT_CHANNELS = ("shell", "control", "stdin")
 REPLY_CHANNELS = ("shell", "control")  # where a *_request is answered by one *_reply
 MAX_AWAITED = 256
+RESUME_TIMEOUT = 5.0  # seconds the journal gets to answer before the local buffer is used
 
 
 class Attachment(Protocol):
@@ -53,13 +63,19 @@ class ClientSession:
         self.handler: Attachment | None = None
         self.buffer: deque[KernelMessage] = deque()
         self.buffer_bytes = 0
+        self.buffer_dropped = 0
+        # While a resume is under way, what arrives is held here (None: not resuming). A
+        # session that can be resumed holds from the start: its first attach resumes it.
+        self.holding: list[KernelMessage] | None = [] if keep else None
+        self._resuming: asyncio.Task[None] | None = None
+        self._unreported: list[str] = []  # msg_ids written to the websocket, not yet reported
         self._expiry: asyncio.TimerHandle | None = None
         # Requests sent on shell/control whose reply has not come back (msg_id, oldest first):
         # a stopping replica waits a moment for them before it closes the websocket.
         self.awaiting: dict[str, None] = {}
         self.sockets: dict[str, zmq.asyncio.Socket] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        identity = session_id.encode()
+        identity = session_id.encode() + conn.identity_suffix
         for channel in CLIENT_CHANNELS:
             sock = conn.open_socket(channel, identity)
             self.sockets[channel] = sock
@@ -84,12 +100,32 @@ class ClientSession:
     def deliver(self, msg: KernelMessage) -> None:
         if self.awaiting and msg.channel in REPLY_CHANNELS:
             self.awaiting.pop(str(msg.parent.get("msg_id", "")), None)
+        if self.holding is not None:
+            self.holding.append(msg)
+            return
+        self._write(msg)
+
+    def _write(self, msg: KernelMessage) -> None:
         handler = self.handler
         if handler is not None:
             if handler.send_kernel_msg(msg):
+                if self.keep and not msg.local:
+                    self._note_sent(msg.msg_id)
                 return
             self.detach(handler)
         self._buffer(msg)
+
+    def _note_sent(self, msg_id: str) -> None:
+        """Reported once per event-loop pass: a replica killed right after a write repeats at
+        most what that pass wrote, while each write is reported before any further I/O."""
+        if not self._unreported:
+            asyncio.get_running_loop().call_soon(self._report)
+        self._unreported.append(msg_id)
+
+    def _report(self) -> None:
+        sent, self._unreported = self._unreported, []
+        if sent and self.sockets:
+            self.conn.report_sent(self.session_id, sent)
 
     def _buffer(self, msg: KernelMessage) -> None:
         self.buffer.append(msg)
@@ -98,6 +134,7 @@ class ClientSession:
                                self.buffer_bytes > self.max_bytes):
             dropped = self.buffer.popleft()
             self.buffer_bytes -= dropped.size()
+            self.buffer_dropped += 1
             self.metrics.inc("buffer_dropped_total")
 
     def attach(self, handler: Attachment) -> None:
@@ -109,14 +146,70 @@ class ClientSession:
             log.info("kernel %s: session %s reconnected; closing the stale websocket",
                      self.conn.kernel_id, self.session_id)
             stale.close_quietly(1000, "replaced by a newer connection")
+        self.conn.touch()
+        if self.keep:
+            if self._resuming is None:
+                self.holding = [] if self.holding is None else self.holding
+                self._resuming = asyncio.create_task(self._resume())
+            return
+        self._replay_buffer()
+
+    def _replay_buffer(self) -> None:
         replay, self.buffer, self.buffer_bytes = self.buffer, deque(), 0
         if replay:
-            log.info("kernel %s: replaying %d messages to session %s", self.conn.kernel_id,
-                     len(replay), self.session_id)
+            log.info("kernel %s: replaying %d buffered messages to session %s (%d dropped)",
+                     self.conn.kernel_id, len(replay), self.session_id, self.buffer_dropped)
             self.metrics.inc("replayed_messages_total", len(replay))
+        self.buffer_dropped = 0
         for msg in replay:
             self.deliver(msg)
-        self.conn.touch()
+
+    async def _resume(self) -> None:
+        try:
+            replay = await self.conn.resume(self.session_id, RESUME_TIMEOUT)
+        except zmq.ZMQError as exc:
+            log.warning("kernel %s: cannot ask the journal to resume session %s: %s",
+                        self.conn.kernel_id, self.session_id, exc)
+            replay = None
+        finally:
+            self._resuming = None
+        held, self.holding = self.holding or [], None
+        if replay is None:
+            # No journal: what this replica buffered is the best there is.
+            self._replay_buffer()
+            for msg in held:
+                self._write(msg)
+            return
+        self.buffer, self.buffer_bytes, self.buffer_dropped = deque(), 0, 0
+        self._deliver_replay(replay, held)
+
+    def _deliver_replay(self, replay: JournalReplay, held: list[KernelMessage]) -> None:
+        if replay.dropped:
+            self.metrics.inc("journal_lost_messages_total", replay.dropped)
+            log.warning("kernel %s: session %s lost %d messages to the journal's bounds",
+                        self.conn.kernel_id, self.session_id, replay.dropped)
+            self._write(self._loss_notice(replay))
+        if replay.entries:
+            log.info("kernel %s: resuming session %s with %d messages from the journal",
+                     self.conn.kernel_id, self.session_id, len(replay.entries))
+            self.metrics.inc("replayed_messages_total", len(replay.entries))
+        seen = set()
+        for msg in replay.entries:
+            seen.add(msg.msg_id)
+            self._write(msg)
+        for msg in held:
+            if msg.local or msg.msg_id not in seen:
+                self._write(msg)
+
+    def _loss_notice(self, replay: JournalReplay) -> KernelMessage:
+        """The one thing a client sees of a gap: a stderr line in the cell that was running."""
+        first = next((m for m in replay.entries if m.channel == "iopub"), None)
+        text = (f"[kernelkeeper] {replay.dropped} output message(s) of this kernel were lost "
+                f"while this client was away: the kernel's journal keeps the last "
+                f"{replay.max_messages} messages ({replay.max_bytes} bytes).\n")
+        _, parts = self.conn.pack("stream", {"name": "stderr", "text": text},
+                                  parent=first.parent if first is not None else None)
+        return KernelMessage("iopub", parts, [], local=True)
 
     def detach(self, handler: Attachment) -> None:
         if self.handler is not handler:
@@ -155,6 +248,10 @@ class ClientSession:
         self.close()
 
     def close(self) -> None:
+        self._report()
+        if self._resuming is not None:
+            self._resuming.cancel()
+            self._resuming = None
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None

@@ -34,10 +34,13 @@ class MalformedFrame(ValueError):
 class KernelMessage:
     """A signed-and-verified kernel message as raw JSON parts plus binary buffers."""
 
-    __slots__ = ("channel", "parts", "buffers", "_header", "_parent", "_content", "cache")
+    __slots__ = ("channel", "parts", "buffers", "_header", "_parent", "_content", "cache",
+                 "local")
 
-    def __init__(self, channel: str, parts: list[bytes], buffers: list[bytes]) -> None:
+    def __init__(self, channel: str, parts: list[bytes], buffers: list[bytes], *,
+                 local: bool = False) -> None:
         self.channel = channel
+        self.local = local  # made by this gateway (not by the kernel, so not in its journal)
         self.parts = parts  # header, parent_header, metadata, content (JSON bytes)
         self.buffers = buffers
         self._header: dict[str, Any] | None = None
@@ -62,6 +65,10 @@ class KernelMessage:
         if self._content is None:
             self._content = json.loads(self.parts[3])
         return self._content
+
+    @property
+    def msg_id(self) -> str:
+        return str(self.header.get("msg_id", ""))
 
     @property
     def msg_type(self) -> str:

@@ -29,6 +29,9 @@ class LauncherConfig:
     max_crash_restarts: int = 5
     spec_name: str = ""
     ready_timeout: float = 60.0
+    journal_port: int = contract.JOURNAL_PORT
+    journal_max_messages: int = contract.JOURNAL_MAX_MESSAGES
+    journal_max_bytes: int = contract.JOURNAL_MAX_BYTES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LauncherConfig:
@@ -56,6 +59,12 @@ class LauncherConfig:
             ready_timeout = float(env.get(contract.ENV_READY_TIMEOUT) or 60)
             if ready_timeout <= 0:
                 raise ValueError(f"{contract.ENV_READY_TIMEOUT} must be positive")
+            journal_messages = int(env.get(contract.ENV_JOURNAL_MAX_MESSAGES)
+                                   or contract.JOURNAL_MAX_MESSAGES)
+            journal_bytes = int(env.get(contract.ENV_JOURNAL_MAX_BYTES)
+                                or contract.JOURNAL_MAX_BYTES)
+            if journal_messages < 1 or journal_bytes < 1:
+                raise ValueError("the journal's bounds must be positive")
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         return cls(
@@ -68,25 +77,29 @@ class LauncherConfig:
             max_crash_restarts=max_restarts,
             spec_name=env.get(contract.ENV_SPEC_NAME, ""),
             ready_timeout=ready_timeout,
+            journal_max_messages=journal_messages,
+            journal_max_bytes=journal_bytes,
         )
 
-    def connection_info(self) -> dict[str, Any]:
+    def connection_info(self, ip: str, ports: Mapping[str, int]) -> dict[str, Any]:
+        """The kernel's connection file: where it binds (the launcher relays from the Pod's
+        address to it)."""
         return {
-            "ip": self.ip,
+            "ip": ip,
             "transport": crd.TRANSPORT,
             "signature_scheme": crd.SIGNATURE_SCHEME,
             "key": self.key,
             "kernel_name": self.spec_name,
-            **{f"{ch}_port": self.ports[ch] for ch in crd.CHANNELS},
+            **{f"{ch}_port": ports[ch] for ch in crd.CHANNELS},
         }
 
-    def write_connection_file(self, directory: Path) -> Path:
+    def write_connection_file(self, directory: Path, ip: str, ports: Mapping[str, int]) -> Path:
         """Write the connection file readable by this user only (it holds the key)."""
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = directory / f"kernel-{self.kernel_id}.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
-            json.dump(self.connection_info(), out)
+            json.dump(self.connection_info(ip, ports), out)
         return path
 
 

@@ -18,6 +18,8 @@ ENV_HEALTH_PORT = "KERNELKEEPER_HEALTH_PORT"
 ENV_SPEC_NAME = "KERNELKEEPER_KERNEL_SPEC"
 ENV_MAX_RESTARTS = "KERNELKEEPER_MAX_CRASH_RESTARTS"
 ENV_READY_TIMEOUT = "KERNELKEEPER_READY_TIMEOUT"  # seconds without progress before a kill
+ENV_JOURNAL_MAX_MESSAGES = "KERNELKEEPER_JOURNAL_MAX_MESSAGES"
+ENV_JOURNAL_MAX_BYTES = "KERNELKEEPER_JOURNAL_MAX_BYTES"
 
 # Names a user may never set through spec.env: the operator owns them.
 RESERVED_PREFIX = "KERNELKEEPER_"
@@ -28,6 +30,13 @@ HEALTH_PORT = 52006
 HEALTH_PORT_NAME = "health"
 HEALTH_PATH = "/healthz"  # 200 while the kernel answers, 503 otherwise (readiness probe)
 STATUS_PATH = "/status"  # always 200: JSON with ready, state, restarts, pid, ...
+METRICS_PATH = "/metrics"  # Prometheus text: the journal's size and evictions
+
+# The journal service (gateways resume client sessions from it), a seventh container port.
+JOURNAL_PORT = 52007
+JOURNAL_PORT_NAME = "journal"
+JOURNAL_MAX_MESSAGES = 10000
+JOURNAL_MAX_BYTES = 32 * 1024 * 1024
 
 # Launcher exit codes, visible as the container's terminated exitCode.
 EXIT_SHUTDOWN = 0  # a client asked the kernel to shut down (no restart)

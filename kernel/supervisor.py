@@ -7,8 +7,11 @@ whether the request came over control or shell. An exit without a plain-shutdown
 crash (including a lost reply): the kernel is restarted, which is the safe side to err on.
 
 Readiness means a client can execute now: the kernel answered ``kernel_info`` on control *and*
-its iopub status reached us (so iopub subscribers are connected too); afterwards the heartbeat
-keeps it true.
+its iopub status reached the journal (so nothing it publishes from then on goes unrecorded);
+afterwards the heartbeat keeps it true.
+
+The kernel binds loopback ports only: the launcher's relays (relay.py) own the Pod's kernel
+ports, and its journal service (journal_service.py) records what the kernel sends.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -32,7 +37,11 @@ from jupyter_client.session import Session
 from kernelkeeper import procstat
 from kernelkeeper.crds import model as crd
 from kernelkeeper.kernel import contract
+from kernelkeeper.kernel.activity import ExecutionTracker
 from kernelkeeper.kernel.config import LauncherConfig, kernel_command, kernel_env
+from kernelkeeper.kernel.journal import Journal
+from kernelkeeper.kernel.journal_service import JournalService
+from kernelkeeper.kernel.relay import Relay
 
 log = logging.getLogger("kernelkeeper.kernel")
 
@@ -52,11 +61,18 @@ def _die_with_parent() -> None:
 
 
 MAX_START_WINDOWS = 10
+DELIM = b"<IDS|MSG>"
 
 
 def _cpu_ticks(pid: int) -> int | None:
     stat = procstat.read(pid)
     return stat.cpu_ticks if stat else None
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
@@ -104,6 +120,11 @@ class Supervisor:
         self._shutdown_seen = asyncio.Event()
         self._iopub_alive = asyncio.Event()
         self._proc: asyncio.subprocess.Process | None = None
+        self.execution = ExecutionTracker()
+        self.journal = Journal(cfg.journal_max_messages, cfg.journal_max_bytes)
+        # The kernel listens on loopback only; the relays own the Pod's ports (relay.py).
+        self.kernel_ip = "127.0.0.1"
+        self.kernel_ports = {ch: _free_loopback_port() for ch in crd.CHANNELS}
 
     # ------------------------------------------------------------------ public
 
@@ -116,22 +137,39 @@ class Supervisor:
             "pid": self.pid,
             "startedAt": self.started_at,
             "lastRestart": self.last_restart,
+            **self.execution.status(),
+            "journal": self.journal.stats(),
         }
 
     def request_stop(self) -> None:
         self._stop.set()
 
+    def _kernel_address(self, channel: str) -> str:
+        return f"tcp://{self.kernel_ip}:{self.kernel_ports[channel]}"
+
     async def run(self) -> int:
-        conn_file = self.cfg.write_connection_file(self.runtime_dir)
+        conn_file = self.cfg.write_connection_file(self.runtime_dir, self.kernel_ip,
+                                                   self.kernel_ports)
         cmd = kernel_command(self.cfg.argv, conn_file)
         env = kernel_env(self.environ)
-        watcher = asyncio.create_task(self._watch_iopub())
+        service = JournalService(
+            self.journal, self.session, self.ctx, kernel_iopub=self._kernel_address("iopub"),
+            public=f"tcp://{self.cfg.ip}:{self.cfg.journal_port}", on_iopub=self.on_iopub)
+        relay = Relay()
+        try:
+            relay.start(self.cfg.ip, self.cfg.ports, self.kernel_ip, self.kernel_ports,
+                        service.copies_address)
+        except BaseException:
+            service.close()
+            raise
+        watcher = asyncio.create_task(service.run())
         crash_streak = 0
         try:
             while not self._stop.is_set():
                 self._shutdown_reply = None
                 self._shutdown_seen.clear()
                 self._iopub_alive.clear()
+                self.execution.restarted()
                 began = time.monotonic()
                 outcome, detail = await self._run_once(cmd, env)
                 if outcome in (STOPPED, SHUTDOWN):
@@ -160,6 +198,8 @@ class Supervisor:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            relay.stop()
+            service.close()
             conn_file.unlink(missing_ok=True)
             self.ctx.destroy(linger=0)
 
@@ -275,7 +315,7 @@ class Supervisor:
         return False
 
     async def _wait_kernel_info(self) -> bool:
-        addr = f"tcp://{self.cfg.ip}:{self.cfg.ports['control']}"
+        addr = self._kernel_address("control")
         deadline = time.monotonic() + self.ready_timeout
         sock = self.ctx.socket(zmq.DEALER)
         sock.linger = 0
@@ -304,7 +344,7 @@ class Supervisor:
             sock.close(linger=0)
 
     async def _heartbeat(self) -> None:
-        addr = f"tcp://{self.cfg.ip}:{self.cfg.ports['hb']}"
+        addr = self._kernel_address("hb")
         failures = 0
         sock = None
         try:
@@ -333,28 +373,23 @@ class Supervisor:
             if sock is not None:
                 sock.close(linger=0)
 
-    async def _watch_iopub(self) -> None:
-        sock = self.ctx.socket(zmq.SUB)
-        sock.linger = 0
-        # ipykernel's status, execute_input and shutdown topics start with "kernel.";
-        # stream output and display data do not, so they never reach us.
-        sock.setsockopt(zmq.SUBSCRIBE, b"kernel.")
-        sock.connect(f"tcp://{self.cfg.ip}:{self.cfg.ports['iopub']}")
+    def on_iopub(self, frames: list[bytes]) -> None:
+        """One iopub message: liveness, execution state, and the shutdown reply."""
+        self._iopub_alive.set()
         try:
-            while True:
-                frames = await sock.recv_multipart()
-                topic = frames[0]
-                if topic.endswith(b".status"):
-                    self._iopub_alive.set()
-                elif topic.endswith(b".shutdown"):
-                    try:
-                        _, parts = self.session.feed_identities(frames)
-                        msg = self.session.deserialize(parts)
-                    except Exception as exc:  # a forged or garbled message is only logged
-                        log.warning("ignoring unverifiable shutdown message: %s", exc)
-                        continue
-                    if msg["msg_type"] == "shutdown_reply":
-                        self._shutdown_reply = dict(msg["content"])
-                        self._shutdown_seen.set()
-        finally:
-            sock.close(linger=0)
+            idx = frames.index(DELIM)
+            header, parent, content = (json.loads(frames[idx + n]) for n in (2, 3, 5))
+        except (ValueError, IndexError):
+            return
+        msg_type = str(header.get("msg_type", ""))
+        self.execution.observe(msg_type, parent or {}, content)
+        if msg_type == "shutdown_reply":
+            # Only a verified reply may end the kernel: a forged one would stop it for good.
+            try:
+                _, parts = self.session.feed_identities(frames)
+                msg = self.session.deserialize(parts)
+            except Exception as exc:
+                log.warning("ignoring unverifiable shutdown message: %s", exc)
+                return
+            self._shutdown_reply = dict(msg["content"])
+            self._shutdown_seen.set()

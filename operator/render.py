@@ -204,6 +204,11 @@ def _env_list(ks: crd.KernelSession, spec: KernelSpec, cfg: OperatorConfig,
     values[contract.ENV_HEALTH_PORT] = str(contract.HEALTH_PORT)
     values[contract.ENV_SPEC_NAME] = spec.name
     values[contract.ENV_MAX_RESTARTS] = str(cfg.launcher_max_crash_restarts)
+    journal = kspec.get("journal") or {}
+    if journal.get("maxMessages"):
+        values[contract.ENV_JOURNAL_MAX_MESSAGES] = str(int(journal["maxMessages"]))
+    if journal.get("maxBytes"):
+        values[contract.ENV_JOURNAL_MAX_BYTES] = str(int(journal["maxBytes"]))
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
     env.append({"name": contract.ENV_POD_IP,
                 "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
@@ -221,6 +226,8 @@ def render_pod(ks: crd.KernelSession, spec: KernelSpec, cfg: OperatorConfig, *,
     ports = [{"name": ch, "containerPort": port, "protocol": "TCP"}
              for ch, port in crd.DEFAULT_PORTS.items()]
     ports.append({"name": contract.HEALTH_PORT_NAME, "containerPort": contract.HEALTH_PORT,
+                  "protocol": "TCP"})
+    ports.append({"name": contract.JOURNAL_PORT_NAME, "containerPort": contract.JOURNAL_PORT,
                   "protocol": "TCP"})
     pod_security, container_security = security_contexts(spec)
     home = home_directory(spec, user_env) if read_only_root(spec) else None

@@ -20,10 +20,14 @@ ENV = {contract.ENV_KERNEL_ID: "k1", contract.ENV_POD_IP: "127.1.2.3", contract.
 def test_from_env_defaults_and_connection_file(tmp_path):
     cfg = LauncherConfig.from_env(ENV)
     assert cfg.ports == crd.DEFAULT_PORTS and cfg.health_port == contract.HEALTH_PORT
-    path = cfg.write_connection_file(tmp_path / "rt")
+    assert cfg.journal_port == contract.JOURNAL_PORT
+    assert cfg.journal_max_messages == contract.JOURNAL_MAX_MESSAGES
+    # The kernel binds where the launcher's relays reach it, not the Pod's address.
+    inner = {ch: 40000 + n for n, ch in enumerate(crd.CHANNELS)}
+    path = cfg.write_connection_file(tmp_path / "rt", "127.0.0.1", inner)
     info = json.loads(path.read_text())
-    assert info["ip"] == "127.1.2.3" and info["key"] == "s3cret"
-    assert info["shell_port"] == crd.DEFAULT_PORTS["shell"]
+    assert info["ip"] == "127.0.0.1" and info["key"] == "s3cret"
+    assert info["shell_port"] == inner["shell"]
     assert info["signature_scheme"] == crd.SIGNATURE_SCHEME
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
@@ -37,6 +41,10 @@ def test_ports_override_and_errors():
         LauncherConfig.from_env({**ENV, contract.ENV_ARGV: "python -m x"})
     with pytest.raises(ConfigError, match="non-empty"):
         LauncherConfig.from_env({**ENV, contract.ENV_ARGV: "[]"})
+    with pytest.raises(ConfigError, match="journal"):
+        LauncherConfig.from_env({**ENV, contract.ENV_JOURNAL_MAX_BYTES: "0"})
+    assert LauncherConfig.from_env(
+        {**ENV, contract.ENV_JOURNAL_MAX_MESSAGES: "50"}).journal_max_messages == 50
 
 
 def test_kernel_command_uses_own_python(tmp_path):

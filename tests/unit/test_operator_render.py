@@ -85,7 +85,8 @@ def test_pod_shape():
     assert c["command"] == ["/venv/bin/python", "-m", "kernelkeeper.kernel"]
     assert c["resources"] == {"requests": {"cpu": "100m"}, "limits": {"memory": "4Gi"}}
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {**crd.DEFAULT_PORTS, contract.HEALTH_PORT_NAME: contract.HEALTH_PORT}
+    assert ports == {**crd.DEFAULT_PORTS, contract.HEALTH_PORT_NAME: contract.HEALTH_PORT,
+                     contract.JOURNAL_PORT_NAME: contract.JOURNAL_PORT}
     probe = c["readinessProbe"]["httpGet"]
     assert probe == {"path": contract.HEALTH_PATH, "port": contract.HEALTH_PORT_NAME}
     env = {e["name"]: e for e in c["env"]}
@@ -182,3 +183,15 @@ def test_home_is_mounted_where_home_points(spec_home, user_home, mounted):
     (c,) = _render(spec, user_env)["spec"]["containers"]
     assert c["volumeMounts"][0] == {"name": "home", "mountPath": mounted}
     assert [e["value"] for e in c["env"] if e["name"] == "HOME"] == [mounted]
+
+
+def test_journal_bounds_reach_the_launcher_only_when_the_session_sets_them():
+    def env_of(ks: dict) -> dict[str, str]:
+        pod = render.render_pod(ks, _spec(), CFG, user_env={}, incarnation=0, restarts_base=0)
+        return {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+
+    plain = env_of(_ks())
+    assert contract.ENV_JOURNAL_MAX_MESSAGES not in plain  # the launcher's defaults apply
+    bounded = env_of(_ks(journal={"maxMessages": 50, "maxBytes": 65536}))
+    assert bounded[contract.ENV_JOURNAL_MAX_MESSAGES] == "50"
+    assert bounded[contract.ENV_JOURNAL_MAX_BYTES] == "65536"
