@@ -21,7 +21,7 @@ from kernelkeeper.kernel.specs import KernelSpec, SpecCatalog
 from kernelkeeper.kube.client import ApiError, Kube, NotLeader
 from kernelkeeper.kube.paths import core_path
 from kernelkeeper.operator import render
-from kernelkeeper.operator.culling import cull_decision
+from kernelkeeper.operator.culling import REASON_CULL_POSTPONED, CullDecision, cull_decision
 from kernelkeeper.operator.events import EventRecorder
 from kernelkeeper.operator.launcher_status import LauncherStatusReader
 from kernelkeeper.operator.metrics import OperatorMetrics
@@ -52,12 +52,16 @@ class Reconciler:
         self.specs = specs or SpecCatalog(cfg.kernelspec_dirs)
         self.metrics = metrics or OperatorMetrics()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # busySince of the busy stretch each session's CullPostponed event was posted for,
+        # so that a long computation gets one event, not one per culling round.
+        self._postponed: dict[tuple[str, str], str] = {}
 
     def _lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self._locks.setdefault((namespace, name), asyncio.Lock())
 
     def forget(self, namespace: str, name: str) -> None:
         self.metrics.set_owned(namespace, name, 0)
+        self._postponed.pop((namespace, name), None)
         lock = self._locks.get((namespace, name))
         if lock is not None and not lock.locked():
             self._locks.pop((namespace, name), None)
@@ -149,15 +153,13 @@ class Reconciler:
             if ks is None or ks["metadata"].get("deletionTimestamp"):
                 return False
             now = now or dt.datetime.now(dt.UTC)
-            decision = cull_decision(
-                ks, now, default_timeout=self.cfg.idle_timeout,
-                staleness=self.cfg.activity_staleness, cull_busy=self.cfg.cull_busy,
-                cull_connected=self.cfg.cull_connected,
-            )
+            decision = self._cull_decision(ks, now)
+            if decision.cull:
+                decision = await self._recheck_with_launcher(ks, now, decision)
             if not decision.cull:
                 return False
             message = (f"kernel culled after {decision.idle_seconds:.0f}s without activity "
-                       f"(idle timeout {decision.timeout}s)")
+                       f"(idle timeout {decision.timeout}s); {decision.why}")
             desired = desired_status(ks, Readiness(False, crd.REASON_CULLED, message),
                                      culledAt=crd.format_time())
             try:
@@ -176,8 +178,40 @@ class Reconciler:
                     return False
                 raise
             self.metrics.culled()
+            self._postponed.pop((namespace, name), None)
             await self.events.post(ks, crd.REASON_CULLED, message)
             return True
+
+    def _cull_decision(self, ks: crd.KernelSession, now: dt.datetime,
+                       launcher: Mapping[str, Any] | None = None) -> CullDecision:
+        return cull_decision(ks, now, default_timeout=self.cfg.idle_timeout,
+                             staleness=self.cfg.activity_staleness, cull_busy=self.cfg.cull_busy,
+                             cull_connected=self.cfg.cull_connected, launcher=launcher)
+
+    async def _recheck_with_launcher(self, ks: crd.KernelSession, now: dt.datetime,
+                                     decision: CullDecision) -> CullDecision:
+        """The gateways' reports say cull; ask the kernel's launcher too, which sees a long
+        silent computation no client watches. Only such candidates are asked: one GET each."""
+        meta = ks["metadata"]
+        ip = (ks.get("status") or {}).get("podIP")
+        launcher = await self.launcher.read(ip) if ip else None
+        if launcher is None:  # unreachable: the reports alone decide, as they always could
+            return decision
+        final = self._cull_decision(ks, now, launcher)
+        kept_busy = not final.cull and launcher.get("executionState") == "busy" \
+            and not self.cfg.cull_busy
+        if not kept_busy:
+            if not final.cull:  # its lastActivity is recent: as quiet as any unexpired timeout
+                log.debug("%s/%s: not culled: %s", meta["namespace"], meta["name"], final.why)
+            return final
+        key, since = (meta["namespace"], meta["name"]), str(launcher.get("busySince") or "")
+        if self._postponed.get(key) != since:
+            self._postponed[key] = since
+            await self.events.post(ks, REASON_CULL_POSTPONED, (
+                f"not culled after {decision.idle_seconds:.0f}s without reported activity "
+                f"(idle timeout {decision.timeout}s): {final.why}"
+                + (f" since {since}" if since else "")))
+        return final
 
     # ------------------------------------------------------------------ one session
 
