@@ -222,8 +222,15 @@ class KernelConnection:
             self._on_journal(frames)
 
     def _on_journal(self, frames: list[bytes]) -> None:
-        # [b"entry", request id, channel, <IDS|MSG>, ...] or [b"end", request id, <IDS|MSG>, ...]
+        # [b"entry", request id, channel, <IDS|MSG>, ...], [b"end", request id, <IDS|MSG>, ...]
+        # or [b"push", session id, channel, <IDS|MSG>, ...]
         if len(frames) < 3:
+            return
+        if frames[0] == b"push":
+            client = self.clients.get(frames[1].decode("utf-8", "replace"))
+            msg = self.parse(frames[2].decode("ascii", "replace"), frames[3:])
+            if client is not None and msg is not None:
+                client.deliver(msg)
             return
         waiting = self._resumes.get(frames[1])
         if waiting is None:
@@ -238,10 +245,16 @@ class KernelConnection:
             if end is not None and not done.done():
                 done.set_result(end)
 
+    def client_identity(self, session_id: str) -> bytes:
+        return session_id.encode() + self.identity_suffix
+
     async def resume(self, session_id: str, timeout: float) -> JournalReplay | None:
         """What the journal holds that `session_id` was not sent yet; None if the journal does
-        not answer within `timeout` (an unreachable launcher: the caller carries on without)."""
-        msg_id, parts = self.pack("journal_resume_request", {"session": session_id})
+        not answer within `timeout` (an unreachable launcher: the caller carries on without).
+        From then on the journal pushes this session's replies addressed to other replicas."""
+        msg_id, parts = self.pack("journal_resume_request", {
+            "session": session_id,
+            "identity": self.client_identity(session_id).decode("utf-8", "replace")})
         key = msg_id.encode()
         done: asyncio.Future[KernelMessage] = asyncio.get_running_loop().create_future()
         entries: list[KernelMessage] = []

@@ -60,7 +60,9 @@ _COUNTER_HELP = {
     "websocket_connections_total": "Websocket connections opened.",
     "errors_total": "Error responses by HTTP status.",
     "buffer_dropped_total": "Messages dropped from full reconnect buffers.",
-    "replayed_messages_total": "Buffered messages replayed on reconnect.",
+    "replayed_messages_total": "Messages replayed to a client that came back (journal or buffer).",
+    "journal_lost_messages_total": "Messages clients missed because the kernel's journal had "
+                                   "evicted them.",
     "activity_writes_total": "Activity status writes by result.",
 }
 

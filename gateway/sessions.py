@@ -75,7 +75,7 @@ class ClientSession:
         self.awaiting: dict[str, None] = {}
         self.sockets: dict[str, zmq.asyncio.Socket] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        identity = session_id.encode() + conn.identity_suffix
+        identity = conn.client_identity(session_id)
         for channel in CLIENT_CHANNELS:
             sock = conn.open_socket(channel, identity)
             self.sockets[channel] = sock

@@ -14,6 +14,9 @@ so only a holder of the key can read the journal or move a cursor):
   per message the session was not sent (the frames exactly as the kernel signed them), then
   ``[b"end", request msg_id, <signed journal_resume_reply>]`` with ``known``, the counts
   ``dropped_iopub``/``dropped_replies`` and the journal's bounds;
+  The resuming gateway also names its own identity for the session; from then on, replies
+  for that session addressed to any *other* identity (requests its previous replica forwarded
+  before it died) are pushed to it as they come: ``[b"push", session, channel, frames...]``.
 - ``journal_sent {session, msg_ids}``: the gateway wrote these to the session's websocket.
 
 Cursors are never dropped on a gateway's word (a client can come back to any replica at any
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +41,8 @@ from kernelkeeper.kernel.relay import COPY_PREFIX
 log = logging.getLogger("kernelkeeper.kernel")
 
 DELIM = b"<IDS|MSG>"
-ENTRY, END = b"entry", b"end"
+ENTRY, END, PUSH = b"entry", b"end", b"push"
+MAX_FOLLOWERS = 1024
 
 
 def _msg_id(frames: list[bytes], at: int) -> str:
@@ -70,6 +75,8 @@ class JournalService:
         for sock in (self.iopub, self.copies, self.gateways):
             sock.linger = 0
         self.requests = 0
+        # session -> (the resuming gateway's route, the identity it serves the session with)
+        self.followers: OrderedDict[str, tuple[list[bytes], bytes]] = OrderedDict()
 
     def close(self) -> None:
         for sock in (self.iopub, self.copies, self.gateways):
@@ -96,9 +103,9 @@ class JournalService:
                     frames = await sock.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                handle(frames)
+                await handle(frames)
 
-    def _from_iopub(self, frames: list[bytes]) -> None:
+    async def _from_iopub(self, frames: list[bytes]) -> None:
         self.on_iopub(frames)
         try:
             at = frames.index(DELIM)
@@ -106,7 +113,7 @@ class JournalService:
             return
         self.journal.append(IOPUB, None, _msg_id(frames, at), frames[at:])
 
-    def _from_relay(self, frames: list[bytes]) -> None:
+    async def _from_relay(self, frames: list[bytes]) -> None:
         # [b"out.<channel>", client identity, <IDS|MSG>, signature, header, ...]
         try:
             at = frames.index(DELIM)
@@ -119,6 +126,11 @@ class JournalService:
             return
         channel = frames[0][len(COPY_PREFIX):].decode()
         self.journal.append(channel, session, _msg_id(frames, at), frames[at:])
+        follower = self.followers.get(session)
+        if follower is not None and follower[1] != frames[at - 1]:
+            route, _ = follower
+            await self.gateways.send_multipart(
+                [*route, PUSH, session.encode(), channel.encode(), *frames[at:]], copy=False)
 
     async def _answer(self, frames: list[bytes]) -> None:
         try:
@@ -142,6 +154,12 @@ class JournalService:
 
     async def _replay(self, idents: list[bytes], request: dict[str, Any], session: str) -> None:
         replay = self.journal.replay(session)
+        identity = request["content"].get("identity")
+        if isinstance(identity, str) and identity:
+            self.followers[session] = (idents, identity.encode())
+            self.followers.move_to_end(session)
+            while len(self.followers) > MAX_FOLLOWERS:
+                self.followers.popitem(last=False)
         req_id = str(request["header"]["msg_id"]).encode()
         for entry in replay.entries:
             await self.gateways.send_multipart(
