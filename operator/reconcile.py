@@ -197,6 +197,9 @@ class Reconciler:
         launcher = await self.launcher.read(ip) if ip else None
         if launcher is None:  # unreachable: the reports alone decide, as they always could
             return decision
+        if launcher.get("kernelId") != meta["name"]:
+            # A stale podIP now used by another kernel's Pod: its state says nothing of ours.
+            return decision
         final = self._cull_decision(ks, now, launcher)
         kept_busy = not final.cull and launcher.get("executionState") == "busy" \
             and not self.cfg.cull_busy
