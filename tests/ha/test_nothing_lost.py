@@ -18,9 +18,10 @@ import pytest
 import websocket
 
 from kernelkeeper.crds import model as crd
+from kernelkeeper.kernel import contract
 from tests.gateway.client import V1, KernelWS, http, start_kernel
 from tests.ha.conftest import Fleet, websockets_open
-from tests.helpers import wait_ready, wait_until
+from tests.helpers import get_session, metric, wait_ready, wait_until
 
 PROTOCOLS = [pytest.param(None, id="legacy"), pytest.param(V1, id="v1")]
 RECONNECT_ERRORS = (ConnectionError, OSError, websocket.WebSocketException, TimeoutError)
@@ -226,3 +227,9 @@ def test_journal_overflow_says_what_was_lost_and_the_kernel_carries_on(fleet, cl
     reply, out, _ = back.ws.execute("print(6 * 7)")
     assert reply["content"]["status"] == "ok" and out.strip() == "42"
     back.ws.close()
+    # The launcher's metrics show the journal at its bound and what it evicted.
+    pod_ip = get_session(cluster, kk_namespace, kid)["status"]["podIP"]
+    launcher = f"http://{pod_ip}:{contract.HEALTH_PORT}"
+    assert metric(launcher, "_journal_max_messages") == 10
+    assert metric(launcher, "_journal_messages") <= 10
+    assert metric(launcher, "_journal_evicted_messages_total") >= 50

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -104,6 +105,14 @@ def test_serves_kernel_and_health(launch):
         # The kernel sees the pod environment but not the launcher's settings or the key.
         env = execute(kc, "import os; sorted(k for k in os.environ if k.startswith('KERNEL'))")
         assert "KERNELKEEPER_KEY" not in env["result"] and "KERNEL_ID" in env["result"]
+        st = kernel.status()
+        assert st["executionState"] == "idle" and st["lastActivity"]
+        assert st["journal"]["messages"] > 0 and st["journal"]["maxMessages"] == 10000
+        with urllib.request.urlopen(f"http://{kernel.ip}:{contract.HEALTH_PORT}"
+                                    f"{contract.METRICS_PATH}", timeout=5) as resp:
+            text = resp.read().decode()
+        assert "kernelkeeper_kernel_journal_max_messages 10000" in text
+        assert "# TYPE kernelkeeper_kernel_journal_evicted_messages_total counter" in text
     finally:
         kc.stop_channels()
 
