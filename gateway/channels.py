@@ -105,15 +105,12 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
         if client is None:
             return
         availability = self.settings.get("kk_availability")
-        if availability is not None and not availability.serving():
-            if self.settings["kk_draining"]():
-                # A stopping replica forwards nothing new, but keeps the websocket a moment
-                # for replies to what it did forward (Gateway.stop closes it). The client
-                # learns of this message's fate from the kernel once it has reconnected.
-                log.info("kernel %s: not forwarding a client message: replica is stopping",
-                         self.conn.kernel_id)
-                return
-            # A fenced holder forwards nothing: the client reconnects to the new holder.
+        if availability is not None and not availability.serving() \
+                and not self.settings["kk_draining"]():
+            # A fenced holder forwards nothing: the client reconnects to the new holder. A
+            # stopping replica still forwards until Gateway.stop closes the websocket: what
+            # the kernel answers after that reaches the client through the replica it
+            # reconnects to (the journal pushes the replies to it).
             self.close_quietly(SERVICE_RESTART, "replica is not active")
             return
         try:

@@ -86,14 +86,16 @@ class GatewayConfig(Configurable):
                                        "offered.").tag(
         **_env("KERNELKEEPER_GATEWAY_PREFER_LEGACY_PROTOCOL"))
     buffer_max_messages = Integer(10000, config=True,
-                                  help="Messages kept for a disconnected session; the oldest "
-                                       "are dropped beyond this.").tag(
+                                  help="Messages this replica keeps for a disconnected session "
+                                       "(replayed only when the kernel Pod's journal does not "
+                                       "answer); the oldest are dropped beyond this.").tag(
         **_env("KERNELKEEPER_GATEWAY_BUFFER_MAX_MESSAGES"))
     buffer_max_bytes = Integer(64 * 1024 * 1024, config=True,
-                               help="Bytes kept for a disconnected session.").tag(
+                               help="Bytes this replica keeps for a disconnected session.").tag(
         **_env("KERNELKEEPER_GATEWAY_BUFFER_MAX_BYTES"))
     buffer_timeout = Float(300.0, config=True,
-                           help="Seconds a disconnected session is kept for a reconnect.").tag(
+                           help="Seconds a disconnected session keeps its sockets and buffer "
+                                "on this replica.").tag(
         **_env("KERNELKEEPER_GATEWAY_BUFFER_TIMEOUT"))
 
     activity_interval = Float(10.0, config=True,
