@@ -32,6 +32,8 @@ COPY operator /src/operator
 COPY gateway /src/gateway
 COPY kernel /src/kernel
 COPY local /src/local
+COPY client /src/client
+COPY lab /src/lab
 RUN pip install --no-deps /src \
  && rm -rf /src \
  && useradd --uid "$KERNELKEEPER_UID" --gid 0 --create-home --home-dir /home/jovyan --shell /bin/bash jovyan

@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BASE_PACKAGES = ("python3", "python3-venv")
 # What the Dockerfile copies: a change to any of these makes a new image.
 IMAGE_INPUTS = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "kernelkeeper",
-                "crds", "kube", "operator", "gateway", "kernel", "local")
+                "crds", "kube", "operator", "gateway", "kernel", "local", "client", "lab")
 
 
 class ImageError(RuntimeError):
