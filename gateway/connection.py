@@ -49,6 +49,8 @@ class Client(Protocol):
 
     def deliver(self, msg: KernelMessage) -> None: ...
 
+    def deliver_pushed(self, msg: KernelMessage) -> None: ...
+
     def connected(self) -> bool: ...
 
     def kernel_dead(self, reason: str) -> None: ...
@@ -230,7 +232,7 @@ class KernelConnection:
             client = self.clients.get(frames[1].decode("utf-8", "replace"))
             msg = self.parse(frames[2].decode("ascii", "replace"), frames[3:])
             if client is not None and msg is not None:
-                client.deliver(msg)
+                client.deliver_pushed(msg)
             return
         waiting = self._resumes.get(frames[1])
         if waiting is None:
@@ -251,10 +253,8 @@ class KernelConnection:
     async def resume(self, session_id: str, timeout: float) -> JournalReplay | None:
         """What the journal holds that `session_id` was not sent yet; None if the journal does
         not answer within `timeout` (an unreachable launcher: the caller carries on without).
-        From then on the journal pushes this session's replies addressed to other replicas."""
-        msg_id, parts = self.pack("journal_resume_request", {
-            "session": session_id,
-            "identity": self.client_identity(session_id).decode("utf-8", "replace")})
+        If the journal knew the session, it pushes every later reply of it here."""
+        msg_id, parts = self.pack("journal_resume_request", {"session": session_id})
         key = msg_id.encode()
         done: asyncio.Future[KernelMessage] = asyncio.get_running_loop().create_future()
         entries: list[KernelMessage] = []

@@ -68,7 +68,10 @@ class ClientSession:
         # session that can be resumed holds from the start: its first attach resumes it.
         self.holding: list[KernelMessage] | None = [] if keep else None
         self._resuming: asyncio.Task[None] | None = None
-        self._unreported: list[str] = []  # msg_ids written to the websocket, not yet reported
+        # Once resumed from the journal, replies come only from it (replayed, then pushed as
+        # the kernel sends them), whichever replica's identity they were addressed to: one
+        # path, so their order is the kernel's (a live reply would overtake a pushed one).
+        self.replies_via_journal = False
         self._expiry: asyncio.TimerHandle | None = None
         # Requests sent on shell/control whose reply has not come back (msg_id, oldest first):
         # a stopping replica waits a moment for them before it closes the websocket.
@@ -98,6 +101,15 @@ class ClientSession:
         return self.handler is not None
 
     def deliver(self, msg: KernelMessage) -> None:
+        if self.replies_via_journal and msg.channel in CLIENT_CHANNELS:
+            return  # the journal pushes it (deliver_pushed)
+        self._accept(msg)
+
+    def deliver_pushed(self, msg: KernelMessage) -> None:
+        """A reply the journal pushed after this session's resume."""
+        self._accept(msg)
+
+    def _accept(self, msg: KernelMessage) -> None:
         if self.awaiting and msg.channel in REPLY_CHANNELS:
             self.awaiting.pop(str(msg.parent.get("msg_id", "")), None)
         if self.holding is not None:
@@ -109,23 +121,13 @@ class ClientSession:
         handler = self.handler
         if handler is not None:
             if handler.send_kernel_msg(msg):
-                if self.keep and not msg.local:
-                    self._note_sent(msg.msg_id)
+                if self.keep and not msg.local and self.sockets:
+                    # Right after the write, before anything else: a replica killed between
+                    # the two repeats this one message to the client, nothing more.
+                    self.conn.report_sent(self.session_id, [msg.msg_id])
                 return
             self.detach(handler)
         self._buffer(msg)
-
-    def _note_sent(self, msg_id: str) -> None:
-        """Reported once per event-loop pass: a replica killed right after a write repeats at
-        most what that pass wrote, while each write is reported before any further I/O."""
-        if not self._unreported:
-            asyncio.get_running_loop().call_soon(self._report)
-        self._unreported.append(msg_id)
-
-    def _report(self) -> None:
-        sent, self._unreported = self._unreported, []
-        if sent and self.sockets:
-            self.conn.report_sent(self.session_id, sent)
 
     def _buffer(self, msg: KernelMessage) -> None:
         self.buffer.append(msg)
@@ -193,11 +195,16 @@ class ClientSession:
             log.info("kernel %s: resuming session %s with %d messages from the journal",
                      self.conn.kernel_id, self.session_id, len(replay.entries))
             self.metrics.inc("replayed_messages_total", len(replay.entries))
+        # A session the journal knew may have replies addressed to a replica that is gone:
+        # from now on they all come through the journal, in the kernel's order.
+        self.replies_via_journal = replay.known
         seen = set()
         for msg in replay.entries:
             seen.add(msg.msg_id)
             self._write(msg)
         for msg in held:
+            if self.replies_via_journal and msg.channel in CLIENT_CHANNELS and not msg.local:
+                continue  # replayed already, or pushed next
             if msg.local or msg.msg_id not in seen:
                 self._write(msg)
 
@@ -248,7 +255,6 @@ class ClientSession:
         self.close()
 
     def close(self) -> None:
-        self._report()
         if self._resuming is not None:
             self._resuming.cancel()
             self._resuming = None

@@ -14,9 +14,11 @@ so only a holder of the key can read the journal or move a cursor):
   per message the session was not sent (the frames exactly as the kernel signed them), then
   ``[b"end", request msg_id, <signed journal_resume_reply>]`` with ``known``, the counts
   ``dropped_iopub``/``dropped_replies`` and the journal's bounds;
-  The resuming gateway also names its own identity for the session; from then on, replies
-  for that session addressed to any *other* identity (requests its previous replica forwarded
-  before it died) are pushed to it as they come: ``[b"push", session, channel, frames...]``.
+  For a session it knew, every reply the kernel sends that session from then on (whichever
+  replica's identity it is addressed to: requests a dead replica forwarded are answered too)
+  is pushed to the gateway that resumed it, as it comes: ``[b"push", session, channel,
+  frames...]``. That gateway takes the session's replies from here only, so they keep the
+  kernel's order.
 - ``journal_sent {session, msg_ids}``: the gateway wrote these to the session's websocket.
 
 Cursors are never dropped on a gateway's word (a client can come back to any replica at any
@@ -75,8 +77,8 @@ class JournalService:
         for sock in (self.iopub, self.copies, self.gateways):
             sock.linger = 0
         self.requests = 0
-        # session -> (the resuming gateway's route, the identity it serves the session with)
-        self.followers: OrderedDict[str, tuple[list[bytes], bytes]] = OrderedDict()
+        # session -> the route of the gateway that last resumed it (known sessions only)
+        self.followers: OrderedDict[str, list[bytes]] = OrderedDict()
 
     def close(self) -> None:
         for sock in (self.iopub, self.copies, self.gateways):
@@ -126,9 +128,8 @@ class JournalService:
             return
         channel = frames[0][len(COPY_PREFIX):].decode()
         self.journal.append(channel, session, _msg_id(frames, at), frames[at:])
-        follower = self.followers.get(session)
-        if follower is not None and follower[1] != frames[at - 1]:
-            route, _ = follower
+        route = self.followers.get(session)
+        if route is not None:
             await self.gateways.send_multipart(
                 [*route, PUSH, session.encode(), channel.encode(), *frames[at:]], copy=False)
 
@@ -154,12 +155,15 @@ class JournalService:
 
     async def _replay(self, idents: list[bytes], request: dict[str, Any], session: str) -> None:
         replay = self.journal.replay(session)
-        identity = request["content"].get("identity")
-        if isinstance(identity, str) and identity:
-            self.followers[session] = (idents, identity.encode())
+        if replay.known:
+            # Its replies may be addressed to a replica that is gone; from now on every reply
+            # of this session goes to the resuming gateway through here, in the kernel's order.
+            self.followers[session] = idents
             self.followers.move_to_end(session)
             while len(self.followers) > MAX_FOLLOWERS:
                 self.followers.popitem(last=False)
+        else:
+            self.followers.pop(session, None)
         req_id = str(request["header"]["msg_id"]).encode()
         for entry in replay.entries:
             await self.gateways.send_multipart(
