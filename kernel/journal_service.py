@@ -16,9 +16,9 @@ so only a holder of the key can read the journal or move a cursor):
   ``dropped_iopub``/``dropped_replies`` and the journal's bounds;
   For a session it knew, every reply the kernel sends that session from then on (whichever
   replica's identity it is addressed to: requests a dead replica forwarded are answered too)
-  is pushed to the gateway that resumed it, as it comes: ``[b"push", session, channel,
-  frames...]``. That gateway takes the session's replies from here only, so they keep the
-  kernel's order.
+  is pushed to the gateways that resumed it (the last few), as it comes: ``[b"push",
+  session, channel, frames...]``. Such a gateway takes the session's replies from here only,
+  so they keep the kernel's order.
 - ``journal_sent {session, msg_ids}``: the gateway wrote these to the session's websocket.
 
 Cursors are never dropped on a gateway's word (a client can come back to any replica at any
@@ -45,6 +45,7 @@ log = logging.getLogger("kernelkeeper.kernel")
 DELIM = b"<IDS|MSG>"
 ENTRY, END, PUSH = b"entry", b"end", b"push"
 MAX_FOLLOWERS = 1024
+MAX_ROUTES = 4  # gateways per session that get its replies pushed
 
 
 def _msg_id(frames: list[bytes], at: int) -> str:
@@ -77,8 +78,10 @@ class JournalService:
         for sock in (self.iopub, self.copies, self.gateways):
             sock.linger = 0
         self.requests = 0
-        # session -> the route of the gateway that last resumed it (known sessions only)
-        self.followers: OrderedDict[str, list[bytes]] = OrderedDict()
+        # session -> routes of the gateways that resumed it, newest last (known sessions only).
+        # More than one: a replica may finish an upgrade the client has already given up on
+        # after the client resumed elsewhere; each delivers only while its websocket is open.
+        self.followers: OrderedDict[str, list[list[bytes]]] = OrderedDict()
 
     def close(self) -> None:
         for sock in (self.iopub, self.copies, self.gateways):
@@ -128,8 +131,7 @@ class JournalService:
             return
         channel = frames[0][len(COPY_PREFIX):].decode()
         self.journal.append(channel, session, _msg_id(frames, at), frames[at:])
-        route = self.followers.get(session)
-        if route is not None:
+        for route in self.followers.get(session, ()):
             await self.gateways.send_multipart(
                 [*route, PUSH, session.encode(), channel.encode(), *frames[at:]], copy=False)
 
@@ -158,7 +160,8 @@ class JournalService:
         if replay.known:
             # Its replies may be addressed to a replica that is gone; from now on every reply
             # of this session goes to the resuming gateway through here, in the kernel's order.
-            self.followers[session] = idents
+            routes = [r for r in self.followers.get(session, []) if r != idents]
+            self.followers[session] = [*routes, idents][-MAX_ROUTES:]
             self.followers.move_to_end(session)
             while len(self.followers) > MAX_FOLLOWERS:
                 self.followers.popitem(last=False)
