@@ -31,6 +31,7 @@ RELAYED_REPLIES = ("shell", "control", "stdin")
 # peer cannot grow the launcher without limit.
 HWM = 10000
 COPY_PREFIX = b"out."
+RELAY_IDENTITY = b"kernelkeeper-relay"
 
 
 @dataclass
@@ -54,6 +55,10 @@ class Relay:
                 for sock in (front, back):
                     sock.linger = 0
                     sock.sndhwm = sock.rcvhwm = HWM
+                if back_type == zmq.DEALER:
+                    # One routing id on every channel, as a direct client has: the kernel
+                    # sends input_request on stdin to the route of the shell request.
+                    back.setsockopt(zmq.IDENTITY, RELAY_IDENTITY)
                 front.bind(f"tcp://{public_ip}:{public[channel]}")
                 back.connect(f"tcp://{kernel_ip}:{kernel[channel]}")
                 copies: zmq.Socket[bytes] | None = None

@@ -198,6 +198,25 @@ def test_missing_config_exits_with_clear_error(tmp_path):
     assert "KERNELKEEPER_POD_IP" in out.stderr and "KERNELKEEPER_KEY" in out.stderr
 
 
+def test_input_request_reaches_the_asking_client_through_the_relays(launch):
+    """ipykernel sends input_request on stdin to the route of the shell request: the relays
+    must present one routing id on both, as a direct client does."""
+    kernel = launch()
+    kernel.wait(lambda s: s["ready"], what="ready")
+    kc = kernel.client()
+    try:
+        msg_id = kc.execute("print('got', input('q?'))", allow_stdin=True)
+        request = kc.get_stdin_msg(timeout=30)
+        assert request["msg_type"] == "input_request"
+        assert request["parent_header"]["msg_id"] == msg_id
+        kc.input("hello")
+        reply = kc.get_shell_msg(timeout=30)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert reply["content"]["status"] == "ok"
+    finally:
+        kc.stop_channels()
+
+
 def test_interrupt_request_reaches_kernel_and_its_children(launch, tmp_path):
     kernel = launch()
     kernel.wait(lambda s: s["ready"], what="ready")
