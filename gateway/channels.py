@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -123,14 +124,26 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
             self.conn.touch()
         client.send(msg.channel, msg.parts, msg.buffers)
 
-    def send_kernel_msg(self, msg: KernelMessage) -> bool:
-        if self.ws_connection is None or self.ws_connection.is_closing():
+    def send_kernel_msg(self, msg: KernelMessage,
+                        flushed: Callable[[], None] | None = None) -> bool:
+        """Write one message; `flushed` runs once its bytes are in the socket (at once,
+        normally; when the client reads slowly, once Tornado's buffer has drained)."""
+        ws = self.ws_connection
+        if ws is None or ws.is_closing():
             return False
         payload, binary = encode_for(msg, self.protocol)
         try:
-            self.write_message(payload, binary=binary)
+            written = self.write_message(payload, binary=binary)
         except WebSocketClosedError:
             return False
+        if flushed is not None:
+            stream = getattr(ws, "stream", None)
+            if stream is None or not stream.writing():
+                flushed()
+            else:
+                written.add_done_callback(
+                    lambda f: flushed() if not f.cancelled() and f.exception() is None
+                    else None)
         return True
 
     def close_quietly(self, code: int, reason: str) -> None:

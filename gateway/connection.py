@@ -32,6 +32,7 @@ from kernelkeeper.gateway.model import LocalActivity, utcnow
 from kernelkeeper.gateway.wire import KernelMessage
 from kernelkeeper.kernel import contract
 from kernelkeeper.kernel.journal import IDENTITY_SEPARATOR
+from kernelkeeper.kernel.report_server import report_line
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ class KernelConnection:
     def __init__(self, kernel_id: str, info: dict[str, Any], context: zmq.asyncio.Context) -> None:
         self.kernel_id = kernel_id
         self.context = context
-        self.info = {"journal_port": contract.JOURNAL_PORT, **info}
+        self.info = {"journal_port": contract.JOURNAL_PORT,
+                     "report_port": contract.REPORT_PORT, **info}
         key = info["key"].encode() if isinstance(info["key"], str) else info["key"]
         self.session = Session(key=key, signature_scheme=info.get("signature_scheme",
                                                                  "hmac-sha256"),
@@ -116,6 +118,9 @@ class KernelConnection:
         self.journal = self.open_socket("journal")
         self.journal.linger = JOURNAL_LINGER_MS
         self.spawn(self._pump_journal())
+        self._key = key
+        self._reports: asyncio.StreamWriter | None = None
+        self._reports_task = self.spawn(self._keep_reports_open())
 
     # ------------------------------------------------------------------ sockets
 
@@ -161,6 +166,8 @@ class KernelConnection:
                 with contextlib.suppress(zmq.ZMQError):
                     sock.disconnect(old[channel])
                 sock.connect(new)
+        if self._reports is not None:
+            self._reports.close()  # reopened at the new address
         log.info("kernel %s: following the kernel to %s", self.kernel_id, self.info["ip"])
 
     async def pump(self, sock: zmq.asyncio.Socket, channel: str,
@@ -277,8 +284,35 @@ class KernelConnection:
             max_messages=int(content.get("max_messages") or 0),
             max_bytes=int(content.get("max_bytes") or 0))
 
+    async def _keep_reports_open(self) -> None:
+        """The plain TCP connection reports go over (kernel/report_server.py), reopened
+        whenever it drops; until it is open, reports go over the journal socket."""
+        delay = 0.1
+        while not self._closed:
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(
+                    self.info["ip"], int(self.info["report_port"])), 10)
+            except (OSError, TimeoutError):
+                await asyncio.sleep(delay)
+                delay = min(5.0, delay * 2)
+                continue
+            delay = 0.1
+            self._reports = writer
+            try:
+                await reader.read(1)  # the launcher never writes: this is its close
+            except OSError:
+                pass
+            finally:
+                self._reports = None
+                writer.close()
+
     def report_sent(self, session_id: str, msg_ids: list[str]) -> None:
-        """Tell the journal these reached the session's websocket (its cursor moves)."""
+        """Tell the journal these reached the session's websocket (its cursor moves): one
+        `send` on the report connection, so the bytes are out of this process at once."""
+        writer = self._reports
+        if writer is not None and not writer.is_closing():
+            writer.write(report_line(self._key, session_id, msg_ids))
+            return
         _, parts = self.pack("journal_sent", {"session": session_id, "msg_ids": msg_ids})
         with contextlib.suppress(zmq.ZMQError):
             self.send(self.journal, parts, [])
@@ -396,6 +430,8 @@ class KernelConnection:
     def close(self) -> None:
         """Drop this replica's sockets; the kernel itself keeps running."""
         self._closed = True
+        if self._reports is not None:
+            self._reports.close()
         for task in list(self._tasks):
             task.cancel()
         for sock in list(self._sockets):

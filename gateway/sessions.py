@@ -25,6 +25,7 @@ import asyncio
 import json
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 import zmq.asyncio
@@ -44,8 +45,10 @@ RESUME_TIMEOUT = 5.0  # seconds the journal gets to answer before the local buff
 class Attachment(Protocol):
     """The websocket a client session is currently attached to."""
 
-    def send_kernel_msg(self, msg: KernelMessage) -> bool:
-        """Send; False when the socket is already closed (the message was not sent)."""
+    def send_kernel_msg(self, msg: KernelMessage,
+                        flushed: Callable[[], None] | None = None) -> bool:
+        """Send; False when the socket is already closed (the message was not sent).
+        `flushed` runs once the message's bytes have left this process."""
 
     def close_quietly(self, code: int, reason: str) -> None: ...
 
@@ -120,11 +123,13 @@ class ClientSession:
     def _write(self, msg: KernelMessage) -> None:
         handler = self.handler
         if handler is not None:
-            if handler.send_kernel_msg(msg):
-                if self.keep and not msg.local and self.sockets:
-                    # Right after the write, before anything else: a replica killed between
-                    # the two repeats this one message to the client, nothing more.
-                    self.conn.report_sent(self.session_id, [msg.msg_id])
+            report = None
+            if self.keep and not msg.local:
+                # Once its bytes are out, before anything else: a replica killed between the
+                # two repeats this one message to the client, and loses none.
+                msg_id = msg.msg_id
+                report = lambda: self.conn.report_sent(self.session_id, [msg_id])  # noqa: E731
+            if handler.send_kernel_msg(msg, report):
                 return
             self.detach(handler)
         self._buffer(msg)

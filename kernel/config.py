@@ -30,6 +30,7 @@ class LauncherConfig:
     spec_name: str = ""
     ready_timeout: float = 60.0
     journal_port: int = contract.JOURNAL_PORT
+    report_port: int = contract.REPORT_PORT
     journal_max_messages: int = contract.JOURNAL_MAX_MESSAGES
     journal_max_bytes: int = contract.JOURNAL_MAX_BYTES
 

@@ -35,6 +35,9 @@ METRICS_PATH = "/metrics"  # Prometheus text: the journal's size and evictions
 # The journal service (gateways resume client sessions from it), a seventh container port.
 JOURNAL_PORT = 52007
 JOURNAL_PORT_NAME = "journal"
+# Gateways report what they wrote to clients here (report_server.py), an eighth port.
+REPORT_PORT = 52008
+REPORT_PORT_NAME = "reports"
 JOURNAL_MAX_MESSAGES = 10000
 JOURNAL_MAX_BYTES = 32 * 1024 * 1024
 

@@ -42,6 +42,7 @@ from kernelkeeper.kernel.config import LauncherConfig, kernel_command, kernel_en
 from kernelkeeper.kernel.journal import Journal
 from kernelkeeper.kernel.journal_service import JournalService
 from kernelkeeper.kernel.relay import Relay
+from kernelkeeper.kernel.report_server import serve as serve_reports
 
 log = logging.getLogger("kernelkeeper.kernel")
 
@@ -162,6 +163,13 @@ class Supervisor:
         except BaseException:
             service.close()
             raise
+        try:
+            reports = await serve_reports(self.cfg.ip, self.cfg.report_port, self.journal,
+                                          self.cfg.key.encode())
+        except BaseException:
+            relay.stop()
+            service.close()
+            raise
         watcher = asyncio.create_task(service.run())
         crash_streak = 0
         try:
@@ -198,6 +206,7 @@ class Supervisor:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            reports.close()
             relay.stop()
             service.close()
             conn_file.unlink(missing_ok=True)

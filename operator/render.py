@@ -229,6 +229,8 @@ def render_pod(ks: crd.KernelSession, spec: KernelSpec, cfg: OperatorConfig, *,
                   "protocol": "TCP"})
     ports.append({"name": contract.JOURNAL_PORT_NAME, "containerPort": contract.JOURNAL_PORT,
                   "protocol": "TCP"})
+    ports.append({"name": contract.REPORT_PORT_NAME, "containerPort": contract.REPORT_PORT,
+                  "protocol": "TCP"})
     pod_security, container_security = security_contexts(spec)
     home = home_directory(spec, user_env) if read_only_root(spec) else None
     container: dict[str, Any] = {

@@ -121,7 +121,8 @@ def test_network_policy_admits_only_gateway_and_operator(
     assert policy["policyTypes"] == ["Ingress"]
     gateway_rule, operator_rule = policy["ingress"]
     for rule, component, ports in (
-            (gateway_rule, "gateway", {*crd.DEFAULT_PORTS.values(), contract.JOURNAL_PORT}),
+            (gateway_rule, "gateway", {*crd.DEFAULT_PORTS.values(), contract.JOURNAL_PORT,
+                                      contract.REPORT_PORT}),
             (operator_rule, "operator", {contract.HEALTH_PORT})):
         pod_labels = docs[("Deployment", f"{FULLNAME}-{component}")][
             "spec"]["template"]["metadata"]["labels"]

@@ -35,10 +35,13 @@ class Recorder:
         self.sent: list[KernelMessage] = []
         self.closed = False
 
-    def send_kernel_msg(self, msg: KernelMessage) -> bool:
+    def send_kernel_msg(self, msg: KernelMessage,
+                        flushed: Callable[[], None] | None = None) -> bool:
         if self.closed:
             return False
         self.sent.append(msg)
+        if flushed is not None:
+            flushed()
         return True
 
     def close_quietly(self, code: int, reason: str) -> None:
@@ -117,7 +120,8 @@ async def test_a_session_resumed_on_another_connection_gets_every_line_once(kern
     msg_id = _execute(first, 30, 0.05)
     await _until(lambda: len(ws1.lines(msg_id)) >= 5, 30, "first lines")
     first.detach(ws1)
-    first.close()  # its replica is gone; another one connects to the kernel mid-cell
+    first.close()
+    first_conn.close()  # its replica is gone; another one connects to the kernel mid-cell
     second_conn = kernel()
     await second_conn.ensure_alive(30)
     resumed = ClientSession(second_conn, first.session_id, max_messages=1000,
@@ -125,6 +129,8 @@ async def test_a_session_resumed_on_another_connection_gets_every_line_once(kern
     ws2 = Recorder()
     resumed.attach(ws2)
     await _until(lambda: ws2.idle(msg_id), 30, "idle on the second replica")
+    assert first_conn._reports is None and second_conn._reports is not None, \
+        "reports go over the plain TCP connection to the launcher"
     assert ws1.lines(msg_id) + ws2.lines(msg_id) == list(range(30))
     replies = [m for m in ws2.sent if m.msg_type == "execute_reply"]
     assert len(replies) == 1, "the reply, sent while no replica had the session, is replayed"

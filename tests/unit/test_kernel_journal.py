@@ -102,3 +102,15 @@ def test_cursors_are_bounded_least_recently_used_first():
 def test_a_journal_needs_room():
     with pytest.raises(ValueError):
         Journal(0, 10)
+
+
+def test_report_lines_verify_with_the_key_only():
+    from kernelkeeper.kernel.report_server import parse_line, report_line
+
+    line = report_line(b"k1", "s1", ["a", "b"])
+    assert parse_line(b"k1", line) == ("s1", ["a", "b"])
+    assert parse_line(b"other", line) is None, "signed with another key"
+    sig, _, body = line.partition(b" ")
+    assert parse_line(b"k1", sig + b" " + body.replace(b"s1", b"s2")) is None, "altered"
+    for garbage in (b"", b"\n", b"nosig\n", sig + b" not json\n"):
+        assert parse_line(b"k1", garbage) is None

@@ -86,7 +86,8 @@ def test_pod_shape():
     assert c["resources"] == {"requests": {"cpu": "100m"}, "limits": {"memory": "4Gi"}}
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {**crd.DEFAULT_PORTS, contract.HEALTH_PORT_NAME: contract.HEALTH_PORT,
-                     contract.JOURNAL_PORT_NAME: contract.JOURNAL_PORT}
+                     contract.JOURNAL_PORT_NAME: contract.JOURNAL_PORT,
+                     contract.REPORT_PORT_NAME: contract.REPORT_PORT}
     probe = c["readinessProbe"]["httpGet"]
     assert probe == {"path": contract.HEALTH_PATH, "port": contract.HEALTH_PORT_NAME}
     env = {e["name"]: e for e in c["env"]}
