@@ -15,8 +15,8 @@ browser -> jupyter_server (this connection, on the handler's websocket) -> gatew
   sends what this session missed) after an immediate first try and a capped back-off. What the
   browser sends meanwhile waits in a bounded backlog. Shell traffic also waits for a
   kernel_info barrier whenever a shell message written to the dead hop got no sign of arrival
-  (ledger.py): then the lost ones are sent again in order, before anything newer, and nothing
-  is ever sent twice into a kernel that may have it. Messages the gateway replays twice are
+  (ledger.py): then the requests that were lost are sent again in order, before anything
+  newer, and nothing is ever sent into a kernel that may have it already. Messages the gateway replays twice are
   passed to the browser once.
 - The browser's websocket stays open throughout, so a failover the gateway survives looks like
   a pause, never a disconnect or a dead kernel. It is closed only when the gateway says the
@@ -79,10 +79,6 @@ class KernelkeeperWebsocketConnection(BaseKernelWebsocketConnection):
         help="Seconds before another kernel_info barrier is sent when none was answered (a "
              "kernel restart drops one); doubled each time up to 60 s. A long-running cell "
              "delays the answer, which is expected: the kernel handles shell in order.")
-    barrier_status_grace = Float(
-        2.0, config=True,
-        help="Seconds to wait for the barrier's iopub status after its reply before deciding "
-             "on messages that have no reply (comm messages) without it.")
     gateway_ping_interval = Float(
         10.0, config=True, help="Websocket ping interval on the gateway hop (0: none).")
     gateway_ping_timeout = Float(
@@ -111,7 +107,6 @@ class KernelkeeperWebsocketConnection(BaseKernelWebsocketConnection):
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._barrier_timer: asyncio.TimerHandle | None = None
-        self._grace_timer: asyncio.TimerHandle | None = None
         self._barrier_wait = 0.0
         self._live.add(self)
 
@@ -258,22 +253,16 @@ class KernelkeeperWebsocketConnection(BaseKernelWebsocketConnection):
             self._send_barrier()
 
     def _check_barrier(self) -> None:
-        if not self._holding_shell or self._live_hop() is None:
-            return
-        if self._ledger.settled():
+        if self._holding_shell and self._live_hop() is not None and self._ledger.answered():
             self._settle()
-        elif self._ledger.answered() and self._grace_timer is None:
-            self._grace_timer = asyncio.get_running_loop().call_later(
-                self.barrier_status_grace, self._settle)
 
     def _settle(self) -> None:
         self._cancel_timers()
-        if not self._holding_shell or self._live_hop() is None or not self._ledger.answered():
-            return
         settlement = self._ledger.settle()
         for frame in settlement.given_up:
-            self.log.warning("kernel %s: %s %s not sent again: %s", self.kernel_id,
-                             frame.msg_type, frame.msg_id, settlement.why)
+            self.log.warning("kernel %s: %s %s may have died with its replica; not sent "
+                             "again: %s", self.kernel_id, frame.msg_type, frame.msg_id,
+                             settlement.why)
             self._answer_in_kernels_place(frame, settlement.why)
         for frame in settlement.resend:
             self.log.warning("kernel %s: %s %s never reached the kernel (its replica died); "
@@ -286,10 +275,9 @@ class KernelkeeperWebsocketConnection(BaseKernelWebsocketConnection):
             self._write(frame)
 
     def _cancel_timers(self) -> None:
-        for timer in (self._barrier_timer, self._grace_timer):
-            if timer is not None:
-                timer.cancel()
-        self._barrier_timer = self._grace_timer = None
+        if self._barrier_timer is not None:
+            self._barrier_timer.cancel()
+            self._barrier_timer = None
 
     # ------------------------------------------------------------------ browser -> gateway
 

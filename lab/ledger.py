@@ -2,19 +2,19 @@
 
 The gateway's guarantee (README, "What a client gets back after a failover"): a request sent
 into a replica as it died may never have reached the kernel, and a client finds out with a
-kernel_info_request on shell after reconnecting. The kernel handles shell messages in order
-and brackets each one with a busy status on iopub, so once this barrier is answered:
+kernel_info_request on shell after reconnecting. The kernel answers the requests of its shell
+in order, on one socket, so once this barrier's reply is in:
 
-- a shell request (`*_request`) that got no reply and no iopub message never reached the
-  kernel: its reply would be ahead of the barrier's on the kernel's shell socket. Sending it
-  again cannot run it twice;
-- a shell message without a reply (comm_msg, comm_open, ...) is settled the same way by iopub:
-  the barrier's own busy status comes after any busy of theirs on the same iopub socket. When
-  a barrier's reply came but no status for it, such messages are given up, never risked twice;
-- a message with any sign of arrival (a reply, or any message naming it as parent) is never
-  sent again;
-- when the kernel process changed meanwhile (a restart: its replies carry a new session), the
-  doubtful messages are given up, not run in a kernel that may have run them already.
+- a request (`*_request`) that got no reply and no other message naming it as parent never
+  reached the kernel: its reply would be ahead of the barrier's. Sending it again cannot run
+  it twice;
+- a message with any sign of arrival is never sent again;
+- a message that has no reply (comm_msg, comm_open, comm_close) is given up, never sent again:
+  only an iopub busy status would show it arrived, and ipykernel 7 handles comm messages
+  that come in during an async cell without one. So is a request to a subshell (its own
+  queue, not ordered with the barrier);
+- when the kernel process changed meanwhile (a restart: its replies carry a new session),
+  everything in doubt is given up, not run in a kernel that may have run it already.
 
 Barriers count only for messages written before them (by sequence number), so the late reply
 to an older barrier settles nothing newer. Pure bookkeeping: nothing here does I/O.
@@ -41,7 +41,6 @@ USERNAME = "kernelkeeper.lab"
 class _Barrier:
     seq: int
     replied: bool = False
-    status: bool = False
     kernel_session: str = ""
 
 
@@ -86,8 +85,8 @@ class Ledger:
     # ------------------------------------------------------------------ what came back
 
     def observe(self, frame: Frame) -> bool:
-        """Note what a message from the gateway says; True when it answers one of our
-        barriers (the browser never asked for it)."""
+        """Note what a message from the gateway says; True when it belongs to one of our
+        barriers (its reply, its busy and idle: the browser never asked for them)."""
         parent = frame.parent_id
         if parent:
             self._pending.pop(parent, None)
@@ -96,8 +95,6 @@ class Ledger:
                 if frame.channel == "shell" and frame.msg_type.endswith("_reply"):
                     barrier.replied = True
                     barrier.kernel_session = str(frame.header.get("session", ""))
-                elif frame.channel == "iopub" and frame.msg_type == "status":
-                    barrier.status = True
                 return True
         if frame.channel == "shell" and frame.msg_type.endswith("_reply"):
             self.kernel_session = str(frame.header.get("session", ""))
@@ -122,43 +119,31 @@ class Ledger:
         return framing.make("shell", header, {}, {})
 
     def _answering(self) -> _Barrier | None:
-        """The barrier that settles every message in doubt, once it is answered."""
+        """An answered barrier sent after every message in doubt."""
         newest = max((seq for seq, _ in self._pending.values()), default=0)
-        best = None
-        for barrier in self._barriers.values():
-            if barrier.seq > newest and barrier.replied:
-                if barrier.status:
-                    return barrier
-                best = best or barrier
-        return best
+        return next((b for b in self._barriers.values() if b.seq > newest and b.replied), None)
 
     def answered(self) -> bool:
-        """Some barrier sent after every message in doubt has its reply."""
+        """Every message in doubt can be decided now."""
         return not self._pending or self._answering() is not None
 
-    def settled(self) -> bool:
-        """Every message in doubt can be decided (reply and iopub status of a barrier in)."""
-        if not self._pending:
-            return True
-        barrier = self._answering()
-        return barrier is not None and barrier.status
-
     def settle(self) -> Settlement:
-        """Decide every message in doubt; call once `answered()` (the strict rule) or
-        `settled()` holds. The ledger is empty afterwards."""
+        """Decide every message in doubt, once `answered()`; the ledger is empty afterwards."""
         barrier = self._answering()
         frames = [frame for _, frame in self._pending.values()]
         self._pending.clear()
-        if barrier is None or not frames:
-            return Settlement(resend=[], given_up=frames,
-                              why="" if not frames else "no barrier was answered")
+        if not frames:
+            return Settlement()
+        if barrier is None:
+            return Settlement(given_up=frames, why="no barrier was answered")
         previous, self.kernel_session = self.kernel_session, barrier.kernel_session
         if previous and barrier.kernel_session and previous != barrier.kernel_session:
             return Settlement(given_up=frames, why="the kernel restarted while the gateway "
                               "was unreachable; it may or may not have run this")
-        if barrier.status:
-            return Settlement(resend=frames)
-        return Settlement(
-            resend=[f for f in frames if f.msg_type.endswith("_request")],
-            given_up=[f for f in frames if not f.msg_type.endswith("_request")],
-            why="the kernel did not confirm whether it got this message")
+        settlement = Settlement(why="nothing shows whether the kernel got it, and it is not "
+                                    "ordered with the kernel_info barrier")
+        for frame in frames:
+            ordered = frame.msg_type.endswith("_request") and \
+                not frame.header.get("subshell_id")
+            (settlement.resend if ordered else settlement.given_up).append(frame)
+        return settlement
