@@ -30,6 +30,7 @@ are flushed as soon as a hop is up, and one written into a dying replica is lost
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import weakref
 from typing import Any, ClassVar
@@ -306,7 +307,11 @@ class KernelkeeperWebsocketConnection(BaseKernelWebsocketConnection):
         self._answer_in_kernels_place(frame, why)
 
     def _give_up(self, why: str, *, final: bool) -> None:
-        self.log.error("kernel %s: giving up on the gateway hop: %s", self.kernel_id, why)
+        # final: the gateway says the kernel is gone (or never ours), a normal end after a
+        # shutdown; otherwise the gateway stayed unreachable for reconnect_timeout.
+        self.log.log(logging.INFO if final else logging.ERROR,
+                     "kernel %s: giving up on the gateway hop; closing the browser's websocket: "
+                     "%s", self.kernel_id, why)
         for frame in [*self._backlog.take(shell=True), *self._backlog.take(shell=False)]:
             self._answer_in_kernels_place(frame, f"the gateway hop could not be opened: {why}")
         self._live.discard(self)

@@ -60,6 +60,7 @@ class Answers:
         self.idle: set[str] = set()
         self.order: list[str] = []  # msg_ids of execute_replies as they came
         self.done_at: float | None = None  # when the last reply and idle were in
+        self.states: list[str] = []  # every execution_state the browser was shown
 
     def read_until(self, msg_ids: list[str], timeout: float, linger: float = 2.0) -> bool:
         """Read until every request has its reply and idle, then `linger` seconds more (a
@@ -82,8 +83,10 @@ class Answers:
                 self.order.append(parent)
             elif msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout":
                 self.stdout[parent] = self.stdout.get(parent, "") + msg["content"]["text"]
-            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                self.idle.add(parent)
+            elif msg["msg_type"] == "status":
+                self.states.append(msg["content"]["execution_state"])
+                if self.states[-1] == "idle":
+                    self.idle.add(parent)
 
 
 def execute(ws: KernelWS, code: str) -> str:
@@ -130,6 +133,7 @@ def test_an_execute_sent_right_after_sigkill_is_answered_once(fleet, jupyter_ser
         assert answers.replies[msg_id][0]["content"]["status"] == "ok"
         assert answers.stdout[msg_id] == "42\n", "the kernel (and x) survived"
         assert kernel_record(ws) == ["after kill"], "it ran exactly once"
+        assert set(answers.states) <= {"busy", "idle"}, "the browser never saw it dead"
         assert victim not in serving(f)
     finally:
         ws.close()
@@ -153,6 +157,7 @@ def test_an_execute_written_into_a_dying_replica_is_sent_again_once(fleet, jupyt
         assert len(answers.replies[msg_id]) == 1
         assert answers.stdout[msg_id] == "ran\n"
         assert kernel_record(ws) == ["into the dying replica"]
+        assert set(answers.states) <= {"busy", "idle"}
         assert "never reached the kernel" in js.log_text()
     finally:
         ws.close()
@@ -176,6 +181,7 @@ def test_an_execute_the_dead_replica_forwarded_is_not_run_again(fleet, jupyter_s
         assert [len(answers.replies[m]) for m in (running, queued)] == [1, 1]
         assert answers.order == [running, queued]
         assert kernel_record(ws) == ["running", "queued"]
+        assert set(answers.states) <= {"busy", "idle"}
     finally:
         ws.close()
 
@@ -203,6 +209,7 @@ def test_an_execute_sent_as_the_lease_holder_dies_waits_for_the_takeover(fleet,
               f"{answers.done_at - t_kill:.1f}s later, after the takeover")
         assert len(answers.replies[msg_id]) == 1 and answers.stdout[msg_id] == "ran\n"
         assert kernel_record(ws) == ["during the takeover"]
+        assert set(answers.states) <= {"busy", "idle"}
         assert "gateway hop not open" in js.log_text(), "it did wait out refusals"
     finally:
         ws.close()
