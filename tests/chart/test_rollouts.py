@@ -8,11 +8,14 @@ replicas behind the gateway Service. A kernel is started through the Service and
 rolls the gateways. A rollout that stalls fails its `kubectl rollout status` timeout.
 
 The client is one websocket with one session id. When the gateway closes it (a replica going
-away), the client connects again through the Service with the same session id. An execute
-whose reply was lost is sent again only after the kernel's x shows it did not run; one whose
-effect shows up without its reply is a lost answer and fails the test. At the end x must equal
-the number of executes answered (nothing lost, nothing run twice) and the kernel Pod must be
-the one it was. The longest gap between two answers, per rollout, is printed.
+away), the client connects again through the Service with the same session id, as the README's
+"What a client gets back after a failover" describes: the execute it was waiting for is
+answered on the new websocket if the kernel got it (the journal replays the answer), and a
+`kernel_info_request` on shell is the barrier that tells otherwise: if its reply comes first,
+the execute never reached the kernel and is sent again, after the kernel's x confirms it did
+not run. At the end x must equal the number of executes answered (nothing lost, nothing run
+twice) and the kernel Pod must be the one it was. The longest gap between two answers, per
+rollout, is printed.
 """
 
 from __future__ import annotations
@@ -52,26 +55,40 @@ ROLLOUT_TIMEOUT = "240s"
 CLOSED = (OSError, TimeoutError, websocket.WebSocketException)
 
 
-def _execute(ws: KernelWS, code: str, timeout: float = 10) -> tuple[str, str]:
-    """Run `code`, which prints one line; return (reply status, that line) as soon as both are
-    in. The idle status that follows is not waited for: a websocket closed after the answer
+def _send_execute(ws: KernelWS, code: str) -> str:
+    return ws.send("shell", "execute_request",
+                   {"code": code, "silent": False, "store_history": False,
+                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
+
+
+def _answer(ws: KernelWS, msg_id: str, timeout: float = 10,
+            barrier: str = "") -> tuple[str, str] | None:
+    """(reply status, the line printed) of execute `msg_id` as soon as both are in; None when
+    the reply to the `barrier` kernel_info_request comes first (the execute never arrived).
+    The idle status that follows is not waited for: a websocket closed after the answer
     arrived must not make an answered execute look unanswered."""
-    msg_id = ws.send("shell", "execute_request",
-                     {"code": code, "silent": False, "store_history": False,
-                      "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
     status, out = "", ""
     deadline = time.monotonic() + timeout
     while not status or (status == "ok" and not out.endswith("\n")):
         channel, msg, _ = ws.recv(max(0.1, deadline - time.monotonic()))
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no answer to {code!r} in {timeout:g}s")
-        if msg["parent_header"].get("msg_id") != msg_id:
+            raise TimeoutError(f"no answer to execute {msg_id} in {timeout:g}s")
+        parent = msg["parent_header"].get("msg_id")
+        if barrier and parent == barrier and channel == "shell" and not status:
+            return None
+        if parent != msg_id:
             continue
         if channel == "shell" and msg["msg_type"] == "execute_reply":
             status = msg["content"]["status"]
         elif channel == "iopub" and msg["msg_type"] == "stream":
             out += msg["content"]["text"]
     return status, out
+
+
+def _execute(ws: KernelWS, code: str, timeout: float = 10) -> tuple[str, str]:
+    answer = _answer(ws, _send_execute(ws, code), timeout)
+    assert answer is not None
+    return answer
 
 
 @dataclass
@@ -117,23 +134,27 @@ class Incrementer(threading.Thread):
                 self.ws.close()
 
     def _one(self, expected: int) -> None:
-        """One execute, which must print `expected`; a lost reply is resolved through x."""
+        """One execute, which must print `expected`, answered on whichever websocket."""
         assert self.ws is not None
         reconnects = 0
-        check_first = False  # a reply was lost: has that execute run? x says
+        msg_id = _send_execute(self.ws, INCREMENT)
+        barrier = ""
         while True:
             try:
-                if check_first:
+                answer = _answer(self.ws, msg_id, barrier=barrier)
+                if answer is None:
+                    # The barrier's reply came first: the execute never reached the kernel.
                     seen = self._x(self.ws)
-                    if seen == expected:
+                    if seen == expected:  # it ran, and its answer is gone: a lost reply
                         self.lost.append(expected)
                         self.answers.append(Answer(expected, time.monotonic(), self.phase))
                         return
                     if seen != expected - 1:
                         raise AssertionError(f"x is {seen} while execute {expected} was pending")
                     self.resent.append(expected)
-                    check_first = False
-                status, out = _execute(self.ws, INCREMENT)
+                    msg_id, barrier = _send_execute(self.ws, INCREMENT), ""
+                    continue
+                status, out = answer
             except CLOSED as exc:
                 reconnects += 1
                 self.reconnects[expected] = reconnects
@@ -141,7 +162,7 @@ class Incrementer(threading.Thread):
                 self.events.append(f"execute {expected} [{self.phase}]: {exc!r}")
                 self.ws.close()
                 self.ws = self._connect(self.session_id)
-                check_first = True
+                barrier = self.ws.send("shell", "kernel_info_request", {})
                 continue
             if status != "ok" or not out.strip().isdigit():
                 self.failures.append(f"execute {expected}: {status} {out!r}")
