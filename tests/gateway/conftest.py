@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 
 @pytest.fixture
-def kk_namespace(cluster, node, operator) -> str:
-    """A fresh namespace whose KernelSessions become running kernels."""
-    return cluster.new_namespace("gw")
+def kk_namespace(cluster, node, operator) -> Iterator[str]:
+    """A fresh namespace whose KernelSessions become running kernels; deleted afterwards."""
+    name = cluster.new_namespace("gw")
+    yield name
+    cluster.drop_namespace(name)
