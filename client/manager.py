@@ -29,14 +29,10 @@ from kernelkeeper.client.connection import KernelGone, ResumingWebsocket
 CHANNELS = ("shell", "iopub", "stdin", "control")
 
 
-class WebsocketChannel:
-    """One channel of the websocket, with the methods jupyter_client and nbclient call."""
+class _Switch:
+    """start/stop/is_alive, which jupyter_client calls on every channel."""
 
-    def __init__(self, name: str, client: GatewayKernelClient) -> None:
-        self.name = name
-        self.client = client
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.running = False
+    running = False
 
     def start(self) -> None:
         self.running = True
@@ -46,6 +42,15 @@ class WebsocketChannel:
 
     def is_alive(self) -> bool:
         return self.running
+
+
+class WebsocketChannel(_Switch):
+    """One channel of the websocket, with the methods jupyter_client and nbclient call."""
+
+    def __init__(self, name: str, client: GatewayKernelClient) -> None:
+        self.name = name
+        self.client = client
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
     def send(self, msg: dict[str, Any]) -> None:
         self.client.connection().send(self.name, msg)
@@ -66,23 +71,13 @@ class WebsocketChannel:
         return not self.queue.empty()
 
 
-class HeartbeatChannel:
+class HeartbeatChannel(_Switch):
     """The gateway owns the kernel's heartbeat; this one beats while the websocket can."""
 
     time_to_dead = 3.0
 
     def __init__(self, client: GatewayKernelClient) -> None:
         self.client = client
-        self.running = False
-
-    def start(self) -> None:
-        self.running = True
-
-    def stop(self) -> None:
-        self.running = False
-
-    def is_alive(self) -> bool:
-        return self.running
 
     def pause(self) -> None:
         pass
