@@ -32,6 +32,14 @@ class ApiError(Exception):
         self.message = str(msg or reason)
         super().__init__(f"{status} {reason}: {msg}")
 
+    @property
+    def namespace_terminating(self) -> bool:
+        """The namespace is being deleted, so nothing new may be created in it."""
+        details = self.body.get("details") if isinstance(self.body, dict) else None
+        causes = details.get("causes") or [] if isinstance(details, dict) else []
+        return self.status == 403 and any(
+            isinstance(c, dict) and c.get("type") == "NamespaceTerminating" for c in causes)
+
 
 class NotLeader(RuntimeError):
     """A write was attempted while this replica does not hold the Lease."""

@@ -145,10 +145,13 @@ class LocalEnvironment:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
             if self.real_node:
-                from kernelkeeper.local.realnode import layout, network
+                from kernelkeeper.local.realnode import cleanup, layout, network
 
                 self.info["real_node"] = True
                 self.save()
+                node_bins = [bins[n] for n in ("containerd", "kubelet", "kube-proxy")]
+                for note in cleanup.stale_node(self.state_dir, node_bins):
+                    _say(f"earlier node not stopped: {note}")
                 network.setup(layout.NodeLayout(self.state_dir))
                 _say(f"node network {layout.BRIDGE} {layout.NODE_IP} up; pod range "
                      f"{layout.POD_CIDR} and Service range {layout.SERVICE_CIDR} stay local")

@@ -329,6 +329,11 @@ class Reconciler:
             log.info("%s/%s: created pod %s", meta["namespace"], kid, new_name)
             self.metrics.kernel_started("new" if incarnation == 0 else "replacement")
         except ApiError as exc:
+            if exc.namespace_terminating:
+                # The namespace's deletion takes the session with it; nothing to replace.
+                log.info("%s/%s: namespace is being deleted; not starting %s",
+                         meta["namespace"], kid, new_name)
+                return
             if exc.status != 409:
                 raise
         self.metrics.set_owned(meta["namespace"], kid, 1)

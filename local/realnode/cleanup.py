@@ -110,3 +110,36 @@ def cleanup(state_dir: Path) -> list[str]:
     notes += network.teardown(lay)
     shutil.rmtree(lay.run_dir, ignore_errors=True)
     return notes
+
+
+def running(binaries: list[Path]) -> list[int]:
+    """Processes running one of these binaries (by argv[0])."""
+    wanted = {str(b) for b in binaries}
+    return [pid for pid in _pids() if _cmdline(pid).split(" ", 1)[0] in wanted]
+
+
+def stale_node(state_dir: Path, node_binaries: list[Path]) -> list[str]:
+    """Remove what an earlier environment that never ran `local down` left of its node.
+
+    The node's bridge outlives a killed environment. If no containerd or kubelet of ours is
+    running, nothing uses it: its leftover pods and network go, and the new node can start.
+    Returns what it did; raises NetworkError while another node is really up.
+    """
+    if L.BRIDGE not in network.links():
+        return []
+    live = running(node_binaries)
+    if live:
+        raise network.NetworkError(
+            f"a network device {L.BRIDGE} already exists and another local environment's node "
+            f"is running (pids {', '.join(map(str, live))}): run `kernelkeeper local down` "
+            "in that environment first")
+    lay = L.NodeLayout(state_dir)
+    notes = []
+    pods = pod_pids()
+    if pods:
+        _kill(pods)
+        notes.append(f"killed {len(pods)} container process(es) left by an earlier node")
+    for cg in kubepods_cgroups():
+        with contextlib.suppress(OSError):
+            cg.rmdir()
+    return notes + network.teardown(lay)

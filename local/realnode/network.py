@@ -146,7 +146,7 @@ def setup(lay: L.NodeLayout) -> None:
     if overlaps:
         raise NetworkError("the node's ranges overlap routes this machine already has ("
                            + "; ".join(overlaps) + "); refusing to start the node")
-    if L.BRIDGE in _links():
+    if L.BRIDGE in links():
         raise NetworkError(f"a network device {L.BRIDGE} already exists: another local "
                            "environment with a real node is up (`kernelkeeper local down`)")
     snapshot(lay.host_snapshot)
@@ -161,7 +161,8 @@ def setup(lay: L.NodeLayout) -> None:
     check_ranges_local()
 
 
-def _links() -> set[str]:
+def links() -> set[str]:
+    """Names of this machine's network devices."""
     out = _run(["ip", "-j", "link", "show"], check=False)
     try:
         return {x["ifname"] for x in json.loads(out.stdout or "[]")}
@@ -202,7 +203,7 @@ def guard_drops() -> int:
 def teardown(lay: L.NodeLayout) -> list[str]:
     """Remove the bridge, routes, every chain the node's components made, restore sysctls."""
     notes = []
-    if L.BRIDGE in _links():
+    if L.BRIDGE in links():
         _run(["ip", "link", "del", L.BRIDGE], check=False)
         notes.append(f"removed {L.BRIDGE}")
     # veths left by pods whose netns died with their containers go with the bridge; any

@@ -88,3 +88,17 @@ def test_delete_session_removes_pod_secret_and_process(cluster, ns):
     # The container (and so ipykernel in it) is gone from containerd itself.
     wait_until(lambda: not container_listed(cluster, cid), 60, "kernel container gone")
     time.sleep(0.5)
+
+
+def test_deleting_the_namespace_is_quiet(cluster, operator):
+    """The namespace's deletion takes its sessions' Pods first or last, in no set order: the
+    operator must not fight it by starting replacements the API server refuses."""
+    ns = cluster.new_namespace("gone")
+    kid = apply_session(cluster, ns)
+    wait_ready(cluster, ns, kid)
+    assert operator.main is not None
+    start = len(operator.main.output())
+    cluster.kubectl("delete", "namespace", ns, "--wait=true", timeout=180)
+    time.sleep(3)  # a resync round after the namespace is gone
+    log = operator.main.output()[start:]
+    assert not [line for line in log.splitlines() if ns in line and "WARNING" in line], log

@@ -30,12 +30,15 @@ def _assert_same(before: dict, after: dict) -> None:
 
 def test_up_and_down_leave_nothing_behind(tmp_path: Path) -> None:
     before = host_state()
+    # What an environment killed before `local down` leaves: its bridge, and no node running.
+    subprocess.run(["ip", "link", "add", L.BRIDGE, "type", "bridge"], check=True)
     state = tmp_path / "env"
     cli = [sys.executable, "-m", "kernelkeeper", "local", "--state-dir", str(state)]
     up = subprocess.run([*cli, "up", "--detach", "--deploy", "processes", "--replicas", "2"], capture_output=True,
                         text=True, timeout=600, check=False)
     try:
         assert up.returncode == 0, up.stderr[-4000:]
+        assert f"earlier node not stopped: removed {L.BRIDGE}" in up.stderr, up.stderr[-4000:]
         status = json.loads(subprocess.run([*cli, "status", "--json"], capture_output=True,
                                            text=True, check=True).stdout)
         url = status["gateway_url"]
