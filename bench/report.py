@@ -5,8 +5,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-ORDER = ["direct", "kernelkeeper_pod", "kernelkeeper", "kernelkeeper_v1", "eg", "eg_v1",
-         "jupyter_server", "jupyter_server_v1", "kg", "kg_v1"]
+# A gateway's rows through a jupyter_server in front of it (bench.run.FRONT_ROWS).
+FRONT_SUFFIXES = ["js", "lab", "lab_v1"]
+ORDER = ["direct", "kernelkeeper_pod", "kernelkeeper", "kernelkeeper_v1",
+         *(f"kernelkeeper_{s}" for s in FRONT_SUFFIXES), "eg", "eg_v1",
+         *(f"eg_{s}" for s in FRONT_SUFFIXES), "jupyter_server", "jupyter_server_v1", "kg", "kg_v1"]
+# The issue's acceptance for the JupyterLab path: `pass` p50 through jupyter_server with
+# kernelkeeper.lab at most this many times direct ZMQ's, in the same run.
+LAB_PATH_TARGET = 1.5
 # The ratio columns: the baselines and each server over the legacy protocol. A v1 row is read
 # against its own server's legacy row.
 RATIO_REFERENCES = ["direct", "kernelkeeper_pod", "kernelkeeper", "eg", "jupyter_server", "kg"]
@@ -131,7 +137,11 @@ def render(res: dict[str, Any], images: dict[str, str]) -> str:
       "websocket in `v1.kernel.websocket.jupyter.org` instead of the legacy JSON protocol; "
       "*kernel pod, direct ZMQ* is a kernel started through kernelkeeper's gateway and reached "
       "over ZMQ at its pod's address, so set against kernelkeeper's row it is the gateway's "
-      "share. Every row is measured by the same loop (bench/measure.py).")
+      "share. *behind jupyter_server* rows are JupyterLab's path: the client's websocket goes to "
+      "a jupyter_server in gateway mode (`--gateway-url`, the same jupyter_server and options in "
+      "front of kernelkeeper and of EG), stock or with kernelkeeper.lab's connection class; "
+      "each row is a kernel of its own started through that front. Every row is measured by "
+      "the same loop (bench/measure.py).")
     w("")
 
     lat, thr, start = res.get("latency", {}), res.get("throughput", {}), res.get("start", {})
@@ -211,6 +221,9 @@ def render(res: dict[str, Any], images: dict[str, str]) -> str:
         if "throughput" in images:
             w(f"![throughput]({images['throughput']})")
             w("")
+
+    if any(k in lat or k in thr for k in _front_keys(keys)):
+        out.extend(lab_path_section(lat, thr, titles, keys))
 
     if start:
         w("## 3. Kernel start until the first execute answers")
@@ -415,6 +428,87 @@ def render(res: dict[str, Any], images: dict[str, str]) -> str:
       "including every latency sample, are in `latest.json` next to this file.")
     w("")
     return "\n".join(out)
+
+
+def _front_keys(keys: list[str]) -> list[str]:
+    return [k for k in keys if any(k.endswith(f"_{s}") for s in FRONT_SUFFIXES)]
+
+
+def _ok_value(section: dict[str, Any], key: str, field: str) -> float | None:
+    res = section.get(key) or {}
+    return _num(res.get(field)) if res.get("status") == "ok" else None
+
+
+def _ratio(v: float | None, ref: float | None) -> str:
+    return f"{v / ref:.2f}×" if v is not None and ref else "—"
+
+
+def _delivered(tr: dict[str, Any]) -> str:
+    runs = tr.get("runs") or []
+    if not runs:
+        return _status_cell(tr) if tr else "—"
+    got = sum(1 for r in runs if r["complete"])
+    return (f"{got} of {len(runs)} runs complete ("
+            + ", ".join(f"{r['received_bytes']:,}" for r in runs)
+            + f" of {tr['expected_bytes']:,} bytes)")
+
+
+def lab_path_section(lat: dict[str, Any], thr: dict[str, Any], titles: dict[str, str],
+                     keys: list[str]) -> list[str]:
+    """JupyterLab's path: each gateway straight and through the fronts, against direct ZMQ;
+    then the issue's acceptance, checked on this run's numbers."""
+    direct = _ok_value(lat, "direct", "p50_ms")
+    out = ["## 2b. JupyterLab's path: through jupyter_server, with and without kernelkeeper.lab",
+           "",
+           "The same figures as sections 1 and 2 for the rows that reach a gateway through a "
+           "jupyter_server in front of it (as JupyterLab users run it), next to the gateway "
+           "straight. *v1 browser*: the client offers v1.kernel.websocket.jupyter.org to the "
+           "front, as JupyterLab 4 does.",
+           "",
+           "| target | `pass` p50 | p95 | p99 | p50 ÷ direct ZMQ | p50 ÷ the gateway straight "
+           "| 20 MB stream | bytes delivered |",
+           "|---|---|---|---|---|---|---|---|"]
+    for k in keys:
+        gateway = next((g for g in ("kernelkeeper", "eg") if k == g or k.startswith(f"{g}_")),
+                       None)
+        if gateway is None or k.endswith("_pod") or (k not in lat and k not in thr):
+            continue
+        lr, tr = lat.get(k) or {}, thr.get(k) or {}
+        p50 = _ok_value(lat, k, "p50_ms")
+        straight = "—" if k == gateway else _ratio(p50, _ok_value(lat, gateway, "p50_ms"))
+        cells = [titles[k], _fmt(p50, "ms") if p50 is not None else _status_cell(lr or None),
+                 _fmt(_ok_value(lat, k, "p95_ms"), "ms"), _fmt(_ok_value(lat, k, "p99_ms"), "ms"),
+                 _ratio(p50, direct), straight,
+                 _fmt(_num(tr.get("mb_per_s")), "MB/s") if tr.get("status") == "ok"
+                 else _status_cell(tr or None), _delivered(tr)]
+        out.append("| " + " | ".join(cells) + " |")
+    out += ["", *_lab_path_verdict(lat, thr, titles), ""]
+    return out
+
+
+def _lab_path_verdict(lat: dict[str, Any], thr: dict[str, Any],
+                      titles: dict[str, str]) -> list[str]:
+    direct = _ok_value(lat, "direct", "p50_ms")
+    lines = [f"Acceptance (this run): `pass` p50 through jupyter_server with kernelkeeper.lab "
+             f"≤ {LAB_PATH_TARGET}× direct ZMQ; every byte of the stream delivered."]
+    for k in ("kernelkeeper_lab", "kernelkeeper_lab_v1"):
+        if k not in lat and k not in thr:
+            continue
+        p50 = _ok_value(lat, k, "p50_ms")
+        if p50 is None or direct is None:
+            lat_s = "latency not measured here (direct or this row missing)"
+        else:
+            ratio = p50 / direct
+            lat_s = (f"p50 {_fmt(p50, 'ms')} = {ratio:.2f}× direct ZMQ's {_fmt(direct, 'ms')}: "
+                     + ("met" if ratio <= LAB_PATH_TARGET else
+                        f"**missed** by {ratio / LAB_PATH_TARGET:.2f}×"))
+        tr = thr.get(k) or {}
+        runs = tr.get("runs") or []
+        thr_s = ("stream: not measured" if not runs else
+                 "stream: every byte delivered" if tr.get("status") == "ok"
+                 else "stream: **bytes missing**")
+        lines.append(f"- {titles.get(k, k)}: {lat_s}; {thr_s}.")
+    return lines
 
 
 def _server_errors(w: Any, section: dict[str, Any]) -> None:

@@ -36,6 +36,7 @@ from bench.targets import (
     Target,
     TargetUnavailable,
     host_kill_misparses,
+    start_jupyter_front,
 )
 from bench.wsclient import V1, ProtocolNotSelected
 
@@ -48,6 +49,17 @@ TITLES = {"direct": "direct ZMQ", "kernelkeeper": "kernelkeeper", "eg": "Enterpr
 # target's own): every server over the v1 websocket protocol, kernelkeeper's pod over ZMQ.
 TITLES.update({f"{k}_v1": f"{TITLES[k]} (v1 protocol)" for k in TARGETS if k != "direct"})
 TITLES["kernelkeeper_pod"] = "kernelkeeper's kernel pod, direct ZMQ"
+# JupyterLab's path: the same jupyter_server (--gateway-url, from kernelkeeper's virtualenv) in
+# front of a gateway, stock or with kernelkeeper.lab; the client's websocket goes to the front.
+# Row suffix: (kernelkeeper.lab on, the websocket protocol the client offers). JupyterLab 4
+# offers v1; the stock front answers legacy JSON whatever is offered.
+FRONTED = ("kernelkeeper", "eg")
+FRONT_ROWS: dict[str, tuple[bool, str | None]] = {
+    "js": (False, None), "lab": (True, None), "lab_v1": (True, V1)}
+FRONT_TITLES = {"js": "behind jupyter_server", "lab": "behind jupyter_server + kernelkeeper.lab",
+                "lab_v1": "behind jupyter_server + kernelkeeper.lab (v1 browser)"}
+TITLES.update({f"{k}_{row}": f"{TITLES[k]} {what}" for k in FRONTED
+               for row, what in FRONT_TITLES.items()})
 VARIANT_SCENARIOS = ("latency", "throughput")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MEMORY_COUNTS = [1, 50, 200]
@@ -113,6 +125,7 @@ class Run:
             self.res[s] = {}
         self.sessions: list[scenarios.Session] = []
         self.servers: dict[str, Target] = {}
+        self.fronts: list[Target] = []  # jupyter_servers in front of a gateway
         self.kk_env: KernelKeeperEnvironment | None = None
 
     def want(self, scenario: str) -> bool:
@@ -178,7 +191,39 @@ class Run:
                  "path without the gateway"],
                 lambda: scenarios.PodSession(target, "kernelkeeper_pod",
                                              kk.pod_connection_info(env)))
+        if key in FRONTED:
+            self.add_fronts(key, target)
         return target
+
+    def add_fronts(self, key: str, gateway: Target) -> None:
+        """JupyterLab's path to `gateway`'s kernels: a jupyter_server in front of it, stock and
+        with kernelkeeper.lab, each row a kernel of its own started through that front."""
+        if not any(self.want(s) for s in VARIANT_SCENARIOS):
+            return
+        fronts: dict[bool, Target | str] = {}
+        for row, (with_lab, protocol) in FRONT_ROWS.items():
+            if with_lab not in fronts:
+                fronts[with_lab] = self.start_front(key, gateway, with_lab)
+            front, name = fronts[with_lab], f"{key}_{row}"
+            if isinstance(front, str):
+                self.res["targets"][name] = {"title": TITLES[name]}
+                self.unavailable(name, front)
+                continue
+            notes = [*front.notes, *([f"the client offers {V1}"] if protocol else [])]
+            self.add_variant(name, front, notes, functools.partial(
+                scenarios.ServerSession, front, name, protocol, measures_start=False))
+
+    def start_front(self, key: str, gateway: Target, with_lab: bool) -> Target | str:
+        """A front jupyter_server, or why it did not start."""
+        which = "lab" if with_lab else "stock"
+        _log(f"jupyter_server ({which}) in front of {TITLES[key]}: starting")
+        try:
+            front = start_jupyter_front(gateway, self.workdir / f"{key}-front-{which}",
+                                        f"{key}-front-{which}", with_lab)
+        except (TargetUnavailable, OSError) as exc:
+            return f"front jupyter_server ({which}) did not start: {exc}"
+        self.fronts.append(front)
+        return front
 
     def add_variant(self, key: str, target: Target, notes: list[str],
                     start: Callable[[], scenarios.Session]) -> None:
@@ -394,6 +439,9 @@ class Run:
                 with contextlib.suppress(Exception):
                     session.close()
             self.sessions = []
+            for front in self.fronts:
+                front.stop()
+            self.fronts = []
             for key, target in list(self.servers.items()):
                 if key != "kernelkeeper":
                     target.stop()

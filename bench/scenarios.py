@@ -134,14 +134,16 @@ class ServerSession(Session):
     """A kernel on a server and one websocket to it, kept open across latency blocks.
 
     `protocol` is the websocket subprotocol offered (None: the legacy JSON protocol).
+    `measures_start` defaults to the legacy protocol's row only: a second way to the same
+    server (v1, or a front in front of it) has no start of its own.
     """
 
     def __init__(self, target: Target, key: str | None = None,
-                 protocol: str | None = None) -> None:
+                 protocol: str | None = None, measures_start: bool | None = None) -> None:
         self.key = key or target.key
         self.target = target
         self.protocol = protocol
-        self.measures_start = protocol is None
+        self.measures_start = protocol is None if measures_start is None else measures_start
         self.kernel_id = target.start_kernel()
         if target.process is not None:
             target.process.track()
@@ -217,7 +219,8 @@ def interleaved_latency(sessions: list[Session], runs: int, block: int = 50,
     out: dict[str, dict[str, Any]] = {}
     for s in sessions:
         res = LatencyResult(samples[s.key])
-        d = {**res.summary(), "samples_ms": [round(x, 4) for x in res.samples_ms]}
+        d = {**res.summary(), "p95_ms": res.percentile(95),
+             "samples_ms": [round(x, 4) for x in res.samples_ms]}
         out[s.key] = ({**d, **failed(f"after {res.n} runs: {errors[s.key]}")}
                       if s.key in errors else {"status": "ok", **d})
     return out

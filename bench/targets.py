@@ -208,7 +208,7 @@ class ServerProcess:
 
 def _alive(p: psutil.Process) -> bool:
     try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        return bool(p.is_running() and p.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 
@@ -369,6 +369,60 @@ def start_enterprise_gateway(workdir: Path, kernel_python: str | None = None, *,
     target = _launch(peer, name, cmd, workdir, env, base, token, notes, startup_timeout)
     target.title = peer.title if name == "eg" else f"{peer.title} ({name})"
     return target
+
+
+# jupyter_server as a JupyterLab user runs it in front of a gateway (`--gateway-url`): stock, with
+# kernelkeeper.lab explicitly off (even where a config file enables it), or with its connection
+# class (lab/README.md). The front runs from kernelkeeper's own virtualenv, whose jupyter_server
+# can import kernelkeeper.lab, so both gateways get the very same front.
+LAB_CONNECTION_CLASS = "kernelkeeper.lab.connection.KernelkeeperWebsocketConnection"
+FRONT_OPTIONS: dict[bool, list[str]] = {
+    False: ['--ServerApp.jpserver_extensions={"kernelkeeper.lab": False}'],
+    True: [f"--ServerApp.kernel_websocket_connection_class={LAB_CONNECTION_CLASS}"],
+}
+FRONT_REQUEST_TIMEOUT_S = 120  # generous on a loaded machine; the gateway gets it as launch timeout
+
+
+def front_command(port: int, token: str, gateway: Target, root: Path, with_lab: bool) -> list[str]:
+    """The front jupyter_server's command line (gateway mode)."""
+    cmd = [sys.executable, "-m", "jupyter_server",
+           "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+           f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
+           f"--ServerApp.root_dir={root}", f"--gateway-url={gateway.base_url}",
+           f"--GatewayClient.auth_token={gateway.token}", *NO_RATE_LIMIT,
+           *FRONT_OPTIONS[with_lab]]
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    return cmd
+
+
+def start_jupyter_front(gateway: Target, workdir: Path, key: str, with_lab: bool,
+                        startup_timeout: float = 60.0) -> Target:
+    """jupyter_server in gateway mode in front of `gateway`; its kernels are the gateway's."""
+    from bench.peers import versions
+
+    port, token = free_port(), secrets.token_hex(16)
+    env = _isolated_env(workdir)
+    # jupyter_server's gateway client sends KERNEL_* variables of its own environment with
+    # every start: EG refuses kernels for its OS user ("root") unless KERNEL_USERNAME says who.
+    env.update(KERNEL_USERNAME="bench",
+               JUPYTER_GATEWAY_REQUEST_TIMEOUT=str(FRONT_REQUEST_TIMEOUT_S))
+    proc = ServerProcess(key, front_command(port, token, gateway, workdir, with_lab), workdir,
+                         env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        proc.wait_ready(base, token, startup_timeout)
+    except BaseException:
+        proc.stop()
+        raise
+    front = {f"front {k}": v for k, v in versions(sys.executable, (
+        "jupyter_server", "tornado", *(("kernelkeeper",) if with_lab else ()))).items()}
+    what = (f"with kernelkeeper.lab ({LAB_CONNECTION_CLASS.rsplit('.', 1)[-1]})" if with_lab
+            else "stock (GatewayWebSocketConnection; kernelkeeper.lab off)")
+    notes = [f"jupyter_server --gateway-url in front of {gateway.title}, {what}; the "
+             "client's websocket goes to jupyter_server, which relays to the gateway"]
+    return Target(key, f"{gateway.title} behind jupyter_server", base, token,
+                  gateway.kernel_name, {**front, **gateway.versions}, notes, proc)
 
 
 PEER_STARTERS: dict[str, Callable[[Path], Target]] = {
