@@ -84,8 +84,8 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
     def open(self, kernel_id: str, *args: Any, **kwargs: Any) -> None:
         self.set_nodelay(True)
         cfg, metrics = self.settings["kk_config"], self.settings["kk_metrics"]
-        metrics.inc("websocket_connections_total")
         self.protocol = self.selected_subprotocol or ""
+        metrics.inc("websocket_connections_total", protocol="v1" if self.protocol else "legacy")
         try:
             client = ClientSession.resume_or_open(
                 self.conn, self.session_id or uuid.uuid4().hex,

@@ -57,7 +57,7 @@ class Metrics:
 _COUNTER_HELP = {
     "kernel_starts_total": "Kernel starts by result.",
     "hydrations_total": "Kernel connections built from a KernelSession, by result.",
-    "websocket_connections_total": "Websocket connections opened.",
+    "websocket_connections_total": "Websocket connections opened, by wire protocol (v1 or legacy).",
     "errors_total": "Error responses by HTTP status.",
     "buffer_dropped_total": "Messages dropped from full reconnect buffers.",
     "replayed_messages_total": "Messages replayed to a client that came back (journal or buffer).",

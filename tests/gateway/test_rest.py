@@ -10,7 +10,7 @@ import pytest
 import websocket
 
 from kernelkeeper.crds import model as crd
-from tests.gateway.client import KernelWS, http
+from tests.gateway.client import V1, KernelWS, http
 
 LAST_ACTIVITY = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
@@ -196,13 +196,16 @@ def test_metrics_and_health(gateways, kk_namespace):
     status, model = http("POST", f"{gw.url}/api/kernels", {"name": "python3"})
     assert status == 201
     ws = KernelWS(gw.ws_url, model["id"])
+    ws_v1 = KernelWS(gw.ws_url, model["id"], protocol=V1)
     status, text = http("GET", f"{gw.url}/metrics")
     ws.close()
+    ws_v1.close()
     text = text.decode()
-    for name in ("kernelkeeper_gateway_kernels 1", "kernelkeeper_gateway_websocket_connections 1",
+    for name in ("kernelkeeper_gateway_kernels 1", "kernelkeeper_gateway_websocket_connections 2",
                  'kernelkeeper_gateway_kernel_starts_total{result="ok"} 1',
                  "kernelkeeper_gateway_kernel_start_seconds_count 1",
                  'kernelkeeper_gateway_hydrations_total{result="ok"} 1',
-                 "kernelkeeper_gateway_websocket_connections_total 1"):
+                 'kernelkeeper_gateway_websocket_connections_total{protocol="legacy"} 1',
+                 'kernelkeeper_gateway_websocket_connections_total{protocol="v1"} 1'):
         assert name in text, text
     assert http("DELETE", f"{gw.url}/api/kernels/{model['id']}")[0] == 204
