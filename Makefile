@@ -8,8 +8,8 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 # Debian packages the real node and the image build need (runc and iptables for the node,
 # debootstrap and buildah for the images, nginx in front of host-process gateways).
-DEBS := runc iptables nftables conntrack iproute2 debootstrap buildah nginx-light
-DEB_CMDS := runc iptables nft conntrack ip debootstrap buildah nginx
+DEBS := runc iptables nftables conntrack iproute2 debootstrap buildah nginx-light chromium chromium-driver
+DEB_CMDS := runc iptables nft conntrack ip debootstrap buildah nginx chromium chromedriver
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'

@@ -1,0 +1,121 @@
+"""JupyterLab 4 in headless Chromium (Debian's chromium and chromedriver), driven with selenium
+the way a user drives it: click into a cell, Shift+Enter, read what the page shows."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webelement import WebElement
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+# Nothing but loopback: every other address goes to a proxy that is not there (Chromium
+# never proxies loopback), and none of the browser's own background fetches run.
+CHROMIUM_ARGS = (
+    "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+    "--window-size=1400,1000", "--proxy-server=http://127.0.0.1:9",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-default-apps", "--no-first-run", "--disable-features=Translate,MediaRouter",
+)
+# No update check against PyPI, no news feed.
+LAB_ARGS = ["--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+            "--LabApp.news_url=None"]
+
+
+def start_chromium() -> webdriver.Chrome:
+    # Selenium Manager is never needed (the paths are given) and must not phone home.
+    os.environ.setdefault("SE_AVOID_STATS", "true")
+    os.environ.setdefault("SE_OFFLINE", "true")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in CHROMIUM_ARGS:
+        opts.add_argument(arg)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+
+
+class Lab:
+    """One notebook open in JupyterLab; what a user sees, sampled while the test waits."""
+
+    def __init__(self, driver: webdriver.Chrome, shots: Path) -> None:
+        self.driver = driver
+        self.shots = shots
+        self.dialogs: list[str] = []   # the text of every dialog that was ever up
+        self.statuses: list[str] = []  # every kernel status the notebook's toolbar showed
+
+    def open(self, url: str, timeout: float = 120) -> None:
+        self.driver.get(url)
+        self.wait(lambda: len(self.cells()) > 0, timeout, "the notebook's cells")
+        self.wait(lambda: self.status() == "idle", timeout, "the kernel idle in the toolbar")
+
+    def cells(self) -> list[WebElement]:
+        return self.driver.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-CodeCell")
+
+    def status(self) -> str:
+        found = self.driver.find_elements(By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator")
+        return (found[0].get_attribute("data-status") or "") if found else ""
+
+    def run(self, index: int) -> None:
+        """Click into the cell's editor and press Shift+Enter."""
+        cell = self.cells()[index]
+        cell.find_element(By.CSS_SELECTOR, ".jp-InputArea-editor .cm-content").click()
+        self.driver.switch_to.active_element.send_keys(Keys.SHIFT, Keys.ENTER)
+
+    def prompt(self, index: int) -> str:
+        return self.cells()[index].find_element(By.CSS_SELECTOR, ".jp-InputPrompt").text.strip()
+
+    def output(self, index: int) -> str:
+        return self.cells()[index].find_element(By.CSS_SELECTOR, ".jp-OutputArea").text
+
+    def done(self, index: int) -> bool:
+        """The cell ran: its prompt holds an execution count, not `[*]` or `[ ]`."""
+        return self.prompt(index).strip("[]: ").isdigit()
+
+    def sample(self) -> None:
+        for dialog in self.driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog"):
+            with contextlib.suppress(StaleElementReferenceException):
+                if dialog.text not in self.dialogs:
+                    self.dialogs.append(dialog.text)
+        status = self.status()
+        if status and (not self.statuses or self.statuses[-1] != status):
+            self.statuses.append(status)
+
+    def wait(self, cond: Callable[[], Any], timeout: float, what: str,
+             interval: float = 0.05) -> float:
+        """Seconds until `cond()` held, sampling the page meanwhile."""
+        start = time.monotonic()
+        while True:
+            with contextlib.suppress(StaleElementReferenceException, IndexError):
+                self.sample()
+                if cond():
+                    return time.monotonic() - start
+            if time.monotonic() - start > timeout:
+                raise TimeoutError(f"{what}: not within {timeout}s; dialogs {self.dialogs}, "
+                                   f"kernel statuses {self.statuses}")
+            time.sleep(interval)
+
+    def screenshot(self, name: str) -> Path:
+        self.shots.mkdir(parents=True, exist_ok=True)
+        path = self.shots / f"{name}.png"
+        with contextlib.suppress(WebDriverException):
+            self.driver.save_screenshot(str(path))
+        return path
+
+
+@contextlib.contextmanager
+def screenshots_on_failure(lab: Lab) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        path = lab.screenshot("failure")
+        print(f"\n[browser] screenshot of the page at the failure: {path}")
+        raise
