@@ -27,6 +27,7 @@ time); the journal keeps the most recently used ones.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import OrderedDict
@@ -46,6 +47,10 @@ DELIM = b"<IDS|MSG>"
 ENTRY, END, PUSH = b"entry", b"end", b"push"
 MAX_FOLLOWERS = 1024
 MAX_ROUTES = 4  # gateways per session that get its replies pushed
+# A dying replica's last sent-reports travel on its own TCP connection (report_server.py),
+# not on the socket the resume comes in on; they are in this host's socket buffers before the
+# client could even reconnect, and one pass of the event loop reads them.
+REPORT_SETTLE = 0.002
 
 
 def _msg_id(frames: list[bytes], at: int) -> str:
@@ -156,6 +161,8 @@ class JournalService:
             await self._replay(idents, msg, session)
 
     async def _replay(self, idents: list[bytes], request: dict[str, Any], session: str) -> None:
+        await asyncio.sleep(REPORT_SETTLE)
+        await self._drain()
         replay = self.journal.replay(session)
         if replay.known:
             # Its replies may be addressed to a replica that is gone; from now on every reply
