@@ -34,11 +34,12 @@ class ApiError(Exception):
 
     @property
     def namespace_terminating(self) -> bool:
-        """The namespace is being deleted, so nothing new may be created in it."""
+        """The namespace is being deleted, so nothing new may be created in it (a StatusCause's
+        type is serialized as `reason`)."""
         details = self.body.get("details") if isinstance(self.body, dict) else None
         causes = details.get("causes") or [] if isinstance(details, dict) else []
         return self.status == 403 and any(
-            isinstance(c, dict) and c.get("type") == "NamespaceTerminating" for c in causes)
+            isinstance(c, dict) and c.get("reason") == "NamespaceTerminating" for c in causes)
 
 
 class NotLeader(RuntimeError):
