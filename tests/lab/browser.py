@@ -27,9 +27,19 @@ CHROMIUM_ARGS = (
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-default-apps", "--no-first-run", "--disable-features=Translate,MediaRouter",
 )
-# No update check against PyPI, no news feed.
-LAB_ARGS = ["--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
-            "--LabApp.news_url=None"]
+# User settings of a first-time user who said no to the news question: no toast over the page.
+NO_NEWS = ('{"fetchNews": "false", "checkForUpdates": false}',
+           "@jupyterlab/apputils-extension/notification.jupyterlab-settings")
+
+
+def lab_args(settings_dir: Path) -> list[str]:
+    """jupyter_server options for JupyterLab: no update check against PyPI, no news feed."""
+    text, name = NO_NEWS
+    (settings_dir / name).parent.mkdir(parents=True, exist_ok=True)
+    (settings_dir / name).write_text(text)
+    return ["--LabApp.check_for_updates_class="
+            "jupyterlab.handlers.announcements.NeverCheckForUpdate",
+            "--LabApp.news_url=None", f"--LabApp.user_settings_dir={settings_dir}"]
 
 
 def start_chromium() -> webdriver.Chrome:
@@ -50,31 +60,48 @@ class Lab:
         self.driver = driver
         self.shots = shots
         self.dialogs: list[str] = []   # the text of every dialog that was ever up
-        self.statuses: list[str] = []  # every kernel status the notebook's toolbar showed
+        self.statuses: list[str] = []  # every kernel status the status bar showed
 
-    def open(self, url: str, timeout: float = 120) -> None:
+    def open(self, url: str, cells: int, timeout: float = 180) -> None:
+        """Open a notebook and wait until its kernel is idle and its cells can be typed in."""
         self.driver.get(url)
-        self.wait(lambda: len(self.cells()) > 0, timeout, "the notebook's cells")
-        self.wait(lambda: self.status() == "idle", timeout, "the kernel idle in the toolbar")
+        self.wait(lambda: self.kernel_text().endswith("| Idle"), timeout,
+                  "the kernel idle in the status bar")
+        self.wait(lambda: len(self.editors()) == cells
+                  and all(e.is_displayed() for e in self.editors()), timeout,
+                  "the notebook's cell editors")
+        self.statuses = ["Idle"]  # what the kernel's start showed is not under test
+
+    def kernel_text(self) -> str:
+        """The status bar's kernel item, e.g. `Python 3 (ipykernel) | Idle`."""
+        bar = self.driver.find_elements(By.CSS_SELECTOR, "#jp-main-statusbar")
+        for line in (bar[0].text.splitlines() if bar else []):
+            if " | " in line:
+                return line.strip()
+        return ""
+
+    def editors(self) -> list[WebElement]:
+        return self.driver.find_elements(
+            By.CSS_SELECTOR, ".jp-Notebook .jp-CodeCell .jp-InputArea-editor .cm-content")
 
     def cells(self) -> list[WebElement]:
         return self.driver.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-CodeCell")
 
-    def status(self) -> str:
-        found = self.driver.find_elements(By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator")
-        return (found[0].get_attribute("data-status") or "") if found else ""
-
     def run(self, index: int) -> None:
         """Click into the cell's editor and press Shift+Enter."""
-        cell = self.cells()[index]
-        cell.find_element(By.CSS_SELECTOR, ".jp-InputArea-editor .cm-content").click()
+        self.editors()[index].click()
         self.driver.switch_to.active_element.send_keys(Keys.SHIFT, Keys.ENTER)
 
+    # textContent, not what selenium calls visible text: JupyterLab skips rendering cells
+    # scrolled out of view, and their text would read as empty.
     def prompt(self, index: int) -> str:
-        return self.cells()[index].find_element(By.CSS_SELECTOR, ".jp-InputPrompt").text.strip()
+        found = self.cells()[index].find_element(By.CSS_SELECTOR, ".jp-InputPrompt")
+        return (found.get_attribute("textContent") or "").strip()
 
     def output(self, index: int) -> str:
-        return self.cells()[index].find_element(By.CSS_SELECTOR, ".jp-OutputArea").text
+        """The text of the cell's outputs, one line per printed line."""
+        found = self.cells()[index].find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output")
+        return "".join(o.get_attribute("textContent") or "" for o in found)
 
     def done(self, index: int) -> bool:
         """The cell ran: its prompt holds an execution count, not `[*]` or `[ ]`."""
@@ -85,7 +112,7 @@ class Lab:
             with contextlib.suppress(StaleElementReferenceException):
                 if dialog.text not in self.dialogs:
                     self.dialogs.append(dialog.text)
-        status = self.status()
+        status = self.kernel_text().rpartition("| ")[2]
         if status and (not self.statuses or self.statuses[-1] != status):
             self.statuses.append(status)
 

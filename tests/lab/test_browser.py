@@ -16,7 +16,7 @@ import nbformat
 import pytest
 
 from tests.ha.test_nothing_lost import streaming_cell
-from tests.lab.browser import LAB_ARGS, Lab, screenshots_on_failure, start_chromium
+from tests.lab.browser import Lab, lab_args, screenshots_on_failure, start_chromium
 from tests.lab.test_failover import WITH_LAB, kill, the_serving_replica
 
 pytestmark = pytest.mark.timeout(600)
@@ -49,11 +49,11 @@ def chromium():
 
 def test_jupyterlab_runs_through_replica_kills(fleet, jupyter_servers, chromium, tmp_path):
     f = fleet(2)
-    js = jupyter_servers(f.url, extra=WITH_LAB + LAB_ARGS)
+    js = jupyter_servers(f.url, extra=WITH_LAB + lab_args(tmp_path / "lab-settings"))
     write_notebook(js.root / "failover.ipynb")
     lab = Lab(chromium, tmp_path)
     with screenshots_on_failure(lab):
-        lab.open(f"{js.url}/lab/tree/failover.ipynb?token={js.token}")
+        lab.open(f"{js.url}/lab/tree/failover.ipynb?token={js.token}", cells=len(CELLS))
         lab.run(0)
         lab.wait(lambda: lab.done(0), 120, "the first cell")
 
@@ -89,4 +89,4 @@ def test_jupyterlab_runs_through_replica_kills(fleet, jupyter_servers, chromium,
         assert lab.output(3).strip() == "['after kill'] 41", "the cell ran once, the kernel kept x"
         lab.sample()
         assert lab.dialogs == [], f"the user was shown a dialog: {lab.dialogs}"
-        assert set(lab.statuses) <= {"idle", "busy"}, f"the toolbar showed {lab.statuses}"
+        assert set(lab.statuses) <= {"Idle", "Busy"}, f"the status bar showed {lab.statuses}"
