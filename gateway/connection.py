@@ -66,6 +66,9 @@ class JournalReplay:
     dropped: int
     max_messages: int
     max_bytes: int
+    # The newest iopub msg_ids the journal held when it answered, sent or not: this replica's
+    # own subscription may deliver some of them after the replay.
+    recent_iopub: frozenset[str] = frozenset()
 
 
 def is_gateway_own(msg: KernelMessage) -> bool:
@@ -282,7 +285,8 @@ class KernelConnection:
             dropped=int(content.get("dropped_iopub") or 0) + int(content.get("dropped_replies")
                                                                or 0),
             max_messages=int(content.get("max_messages") or 0),
-            max_bytes=int(content.get("max_bytes") or 0))
+            max_bytes=int(content.get("max_bytes") or 0),
+            recent_iopub=frozenset(str(i) for i in content.get("recent_iopub") or []))
 
     async def _keep_reports_open(self) -> None:
         """The plain TCP connection reports go over (kernel/report_server.py), reopened

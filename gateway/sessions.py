@@ -75,6 +75,9 @@ class ClientSession:
         # the kernel sends them), whichever replica's identity they were addressed to: one
         # path, so their order is the kernel's (a live reply would overtake a pushed one).
         self.replies_via_journal = False
+        # After a resume: iopub msg_ids the journal already had (written by the replay or by
+        # a replica before), until this replica's own iopub stream has passed them.
+        self._journaled: set[str] | None = None
         self._expiry: asyncio.TimerHandle | None = None
         # Requests sent on shell/control whose reply has not come back (msg_id, oldest first):
         # a stopping replica waits a moment for them before it closes the websocket.
@@ -118,7 +121,20 @@ class ClientSession:
         if self.holding is not None:
             self.holding.append(msg)
             return
+        if self._journaled_already(msg):
+            return
         self._write(msg)
+
+    def _journaled_already(self, msg: KernelMessage) -> bool:
+        """An iopub message the journal had when it answered the resume: the replay wrote it,
+        or a replica did before. iopub comes in the kernel's order, so the first one the
+        journal did not have ends the check."""
+        if self._journaled is None or msg.channel != "iopub" or msg.local:
+            return False
+        if msg.msg_id in self._journaled:
+            return True
+        self._journaled = None
+        return False
 
     def _write(self, msg: KernelMessage) -> None:
         handler = self.handler
@@ -207,9 +223,15 @@ class ClientSession:
         for msg in replay.entries:
             seen.add(msg.msg_id)
             self._write(msg)
+        if replay.known:
+            # Not for a new session: its cursor starts at the journal's present, so what this
+            # replica holds for it is all it gets, and none of that may be dropped.
+            self._journaled = seen | replay.recent_iopub
         for msg in held:
             if self.replies_via_journal and msg.channel in CLIENT_CHANNELS and not msg.local:
                 continue  # replayed already, or pushed next
+            if self._journaled_already(msg):
+                continue
             if msg.local or msg.msg_id not in seen:
                 self._write(msg)
 

@@ -188,6 +188,16 @@ class Journal:
         cursor.reply = head_reply
         return Replay(True, entries, dropped_iopub, dropped_replies)
 
+    def recent_iopub(self, limit: int) -> list[str]:
+        """msg_ids of the newest `limit` iopub entries, oldest first."""
+        found: list[str] = []
+        for entry in reversed(self._entries):
+            if len(found) >= limit:
+                break
+            if entry.channel == IOPUB and entry.msg_id:
+                found.append(entry.msg_id)
+        return found[::-1]
+
     def stats(self) -> dict[str, int]:
         return {
             "messages": len(self._entries),

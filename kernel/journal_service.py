@@ -13,7 +13,8 @@ so only a holder of the key can read the journal or move a cursor):
 - ``journal_resume_request {session}`` -> one ``[b"entry", request msg_id, channel, frames...]``
   per message the session was not sent (the frames exactly as the kernel signed them), then
   ``[b"end", request msg_id, <signed journal_resume_reply>]`` with ``known``, the counts
-  ``dropped_iopub``/``dropped_replies`` and the journal's bounds;
+  ``dropped_iopub``/``dropped_replies``, the journal's bounds and ``recent_iopub``, the
+  msg_ids of the newest iopub messages it holds (sent or not);
   For a session it knew, every reply the kernel sends that session from then on (whichever
   replica's identity it is addressed to: requests a dead replica forwarded are answered too)
   is pushed to the gateways that resumed it (the last few), as it comes: ``[b"push",
@@ -51,6 +52,9 @@ MAX_ROUTES = 4  # gateways per session that get its replies pushed
 # not on the socket the resume comes in on; they are in this host's socket buffers before the
 # client could even reconnect, and one pass of the event loop reads them.
 REPORT_SETTLE = 0.002
+# A resuming gateway's own iopub subscription lags the journal's by a few messages: it is told
+# the newest ones the journal had, so that it never writes one of them a second time.
+RECENT_IOPUB = 256
 
 
 def _msg_id(frames: list[bytes], at: int) -> str:
@@ -185,6 +189,7 @@ class JournalService:
             "dropped_replies": replay.dropped_replies,
             "max_messages": self.journal.max_messages,
             "max_bytes": self.journal.max_bytes,
+            "recent_iopub": self.journal.recent_iopub(RECENT_IOPUB) if replay.known else [],
         }, parent=request["header"])
         await self.gateways.send_multipart([*idents, END, req_id,
                                             *self.session.serialize(reply)])

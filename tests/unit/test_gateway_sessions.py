@@ -19,7 +19,7 @@ from jupyter_client.session import Session
 
 from kernelkeeper.crds import model as crd
 from kernelkeeper.gateway import sessions
-from kernelkeeper.gateway.connection import KernelConnection
+from kernelkeeper.gateway.connection import JournalReplay, KernelConnection
 from kernelkeeper.gateway.metrics import Metrics
 from kernelkeeper.gateway.sessions import ClientSession
 from kernelkeeper.gateway.wire import KernelMessage
@@ -180,3 +180,34 @@ async def test_a_detached_session_ends_after_its_timeout(kernel):
     assert conn.clients.get(session.session_id) is session, "not before its timeout"
     await _until(lambda: session.session_id not in conn.clients, 5, "the session to end")
     assert session.sockets == {}
+
+
+async def test_live_iopub_the_replay_already_wrote_is_not_written_again(kernel):
+    """This replica's own iopub subscription can deliver a message after the journal's replay
+    wrote it (the two come on different sockets): it must reach the client once."""
+    metrics = Metrics()
+    conn = kernel()
+    await conn.ensure_alive(30)
+    first = _session(conn, metrics)
+    ws1 = Recorder()
+    first.attach(ws1)
+    msg_id = _execute(first, 6, 0.01)
+    await _until(lambda: ws1.idle(msg_id), 30, "the cell done")
+    iopub = [m for m in ws1.sent if m.channel == "iopub" and m.parent.get("msg_id") == msg_id]
+    late = iopub[-2:]  # the journal replays them all; this replica's stream has two late
+
+    resumed = ClientSession(conn, uuid.uuid4().hex, max_messages=1000, max_bytes=10_000_000,
+                            timeout=60, metrics=metrics, keep=True)
+    ws2 = Recorder()
+    resumed.handler, resumed.holding = ws2, None
+    resumed._deliver_replay(JournalReplay(
+        known=True, entries=iopub, dropped=0, max_messages=1000, max_bytes=10_000_000,
+        recent_iopub=frozenset(m.msg_id for m in iopub)), held=[late[0]])
+    resumed.deliver(late[1])
+    assert [m.msg_id for m in ws2.sent] == [m.msg_id for m in iopub], "each once, in order"
+    # What the journal did not have is new: it and everything after it go through.
+    newer = _execute(first, 1, 0)
+    await _until(lambda: ws2.idle(newer), 30, "the next cell, live on the resumed session")
+    assert ws2.lines(newer) == [0]
+    first.close()
+    resumed.close()

@@ -114,3 +114,15 @@ def test_report_lines_verify_with_the_key_only():
     assert parse_line(b"k1", sig + b" " + body.replace(b"s1", b"s2")) is None, "altered"
     for garbage in (b"", b"\n", b"nosig\n", sig + b" not json\n"):
         assert parse_line(b"k1", garbage) is None
+
+
+def test_recent_iopub_is_the_newest_ids_held_oldest_first_replies_excluded():
+    j = Journal(5, 10_000)
+    j.open("s1")
+    ids = _out(j, 4)
+    j.append("shell", "s1", "r1", [b"reply"])
+    ids += _out(j, 3, "n")
+    # Only what the journal still holds, iopub only, oldest first, at most `limit`.
+    held = [i for i in ids if i in {e.msg_id for e in j._entries}]
+    assert j.recent_iopub(100) == held
+    assert j.recent_iopub(2) == ["n1", "n2"]
