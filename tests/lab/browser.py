@@ -89,7 +89,14 @@ class Lab:
 
     def run(self, index: int) -> None:
         """Click into the cell's editor and press Shift+Enter."""
+        self.focus(index)
+        self.shift_enter()
+
+    def focus(self, index: int) -> None:
         self.editors()[index].click()
+
+    def shift_enter(self) -> None:
+        """Run the cell whose editor has the focus."""
         self.driver.switch_to.active_element.send_keys(Keys.SHIFT, Keys.ENTER)
 
     # textContent, not what selenium calls visible text: JupyterLab skips rendering cells

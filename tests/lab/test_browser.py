@@ -1,7 +1,7 @@
 """JupyterLab 4 in a real browser, through jupyter_server with kernelkeeper.lab, in front of two
 active-active gateway replicas: the replica serving the notebook's kernel is SIGKILLed twice,
 once right before a cell is run and once in the middle of a streaming cell. The user never
-sees a dialog or a dead kernel, the cell run 0.5 s after the kill shows its output, and the
+sees a dialog or a dead kernel, a cell run within 0.5 s of the kill shows its output, and the
 streaming cell shows every line once, in order.
 
 Chromium is Debian's (`make test` installs it); a failing run leaves `failure.png` in the
@@ -57,18 +57,18 @@ def test_jupyterlab_runs_through_replica_kills(fleet, jupyter_servers, chromium,
         lab.run(0)
         lab.wait(lambda: lab.done(0), 120, "the first cell")
 
-        # A cell run half a second after the serving replica died.
+        # A cell run right after the serving replica died (the user's cursor was in it).
+        lab.focus(1)
         victim = the_serving_replica(f)
         kill(victim)
         t_kill = time.monotonic()
-        time.sleep(max(0.0, 0.5 - (time.monotonic() - t_kill)))
-        lab.run(1)
+        lab.shift_enter()
         run_after = time.monotonic() - t_kill
         lab.wait(lambda: lab.output(1).strip() == "42", 90, "the output of the cell run after the kill")
         shown_after = time.monotonic() - t_kill
         print(f"\n[browser] cell run {run_after:.2f}s after SIGKILL of the serving replica; "
               f"its output shown {shown_after:.2f}s after the kill")
-        assert run_after < 0.7, f"the cell was run {run_after:.2f}s after the kill, not 0.5s"
+        assert run_after < 0.5, f"the cell was run {run_after:.2f}s after the kill, not within 0.5s"
         lab.wait(lambda: lab.done(1), 30, "the cell's execution count")
         f.restart(victim)
 
