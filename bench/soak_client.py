@@ -161,6 +161,12 @@ class SoakClient:
         self.notices: list[str] = []
         self.disconnects = 0
         self.reconnect_s: list[float] = []
+        # Where each stream message came from, to tell a message written twice (one msg_id)
+        # from a line printed twice: msg_id -> (websocket number, seconds after it opened).
+        self.opened = 0
+        self.opened_at = time.monotonic()
+        self.stream_ids: collections.OrderedDict[str, tuple[int, float]] = (
+            collections.OrderedDict())
         self.open_s: list[float] = []
         self.refused: collections.Counter[str] = collections.Counter()
         self.close_codes: collections.Counter[str] = collections.Counter()
@@ -343,6 +349,8 @@ class SoakClient:
                                       subprotocols=[self.protocol] if self.protocol else None,
                                       max_message_size=64 * 1024 * 1024),
                     CONNECT_TIMEOUT + 5)
+                self.opened += 1
+                self.opened_at = time.monotonic()
                 break
             except Exception as exc:  # noqa: BLE001 - any refusal is retried, bounded
                 what = _describe(exc)
@@ -428,7 +436,7 @@ class SoakClient:
         parent = (msg.get("parent_header") or {}).get("msg_id")
         content = msg.get("content") or {}
         if channel == "iopub" and mtype == "stream":
-            self._on_stream(parent, content)
+            self._on_stream(parent, content, str((msg.get("header") or {}).get("msg_id", "")))
             return
         if parent in self.barriers:
             if channel == "shell" and mtype == "kernel_info_reply":
@@ -456,8 +464,18 @@ class SoakClient:
                 self._unexpected(f"{attempt.execute.tag}: unfinished line {attempt.partial!r}")
                 attempt.partial = ""
 
-    def _on_stream(self, parent: str | None, content: dict[str, Any]) -> None:
+    def _on_stream(self, parent: str | None, content: dict[str, Any], msg_id: str = "") -> None:
         text, name = str(content.get("text", "")), content.get("name")
+        where = (self.opened, time.monotonic() - self.opened_at)
+        first = self.stream_ids.get(msg_id)
+        if first is not None:
+            self._example(f"stream message {msg_id} written twice: on websocket #{first[0]} "
+                          f"{first[1]:.3f}s after it opened, again on #{where[0]} "
+                          f"{where[1]:.3f}s after it opened")
+        elif msg_id:
+            self.stream_ids[msg_id] = where
+            while len(self.stream_ids) > 4096:
+                self.stream_ids.popitem(last=False)
         if name == "stderr" and text.startswith(NOTICE_PREFIX):
             self.notices.append(text.strip())
             self.log(f"{self.name}: {text.strip()}")
