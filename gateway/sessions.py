@@ -231,9 +231,8 @@ class ClientSession:
             if self.replies_via_journal and msg.channel in CLIENT_CHANNELS and not msg.local:
                 continue  # replayed already, or pushed next
             if self._journaled_already(msg):
-                continue
-            if msg.local or msg.msg_id not in seen:
-                self._write(msg)
+                continue  # for a known session `seen` is part of the check; a new one has none
+            self._write(msg)
 
     def _loss_notice(self, replay: JournalReplay) -> KernelMessage:
         """The one thing a client sees of a gap: a stderr line in the cell that was running."""

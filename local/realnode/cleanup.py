@@ -133,13 +133,6 @@ def stale_node(state_dir: Path, node_binaries: list[Path]) -> list[str]:
             f"a network device {L.BRIDGE} already exists and another local environment's node "
             f"is running (pids {', '.join(map(str, live))}): run `kernelkeeper local down` "
             "in that environment first")
-    lay = L.NodeLayout(state_dir)
-    notes = []
-    pods = pod_pids()
-    if pods:
-        _kill(pods)
-        notes.append(f"killed {len(pods)} container process(es) left by an earlier node")
-    for cg in kubepods_cgroups():
-        with contextlib.suppress(OSError):
-            cg.rmdir()
-    return notes + network.teardown(lay)
+    # Its pods are found by their kubepods cgroups, whoever started them; everything else
+    # cleanup() removes belongs to no state dir in particular, or to this new one (empty yet).
+    return cleanup(state_dir)
