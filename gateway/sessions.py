@@ -67,9 +67,10 @@ class ClientSession:
         self.buffer: deque[KernelMessage] = deque()
         self.buffer_bytes = 0
         self.buffer_dropped = 0
-        # While a resume is under way, what arrives is held here (None: not resuming). A
-        # session that can be resumed holds from the start: its first attach resumes it.
-        self.holding: list[KernelMessage] | None = [] if keep else None
+        # While a resume is under way, what arrives is held here with whether the journal
+        # pushed it (None: not resuming). A session that can be resumed holds from the start:
+        # its first attach resumes it.
+        self.holding: list[tuple[KernelMessage, bool]] | None = [] if keep else None
         self._resuming: asyncio.Task[None] | None = None
         # Once resumed from the journal, replies come only from it (replayed, then pushed as
         # the kernel sends them), whichever replica's identity they were addressed to: one
@@ -109,17 +110,18 @@ class ClientSession:
     def deliver(self, msg: KernelMessage) -> None:
         if self.replies_via_journal and msg.channel in CLIENT_CHANNELS:
             return  # the journal pushes it (deliver_pushed)
-        self._accept(msg)
+        self._accept(msg, pushed=False)
 
     def deliver_pushed(self, msg: KernelMessage) -> None:
-        """A reply the journal pushed after this session's resume."""
-        self._accept(msg)
+        """A reply the journal pushed for this session (it followed an earlier resume, or this
+        one: a push can overtake the resume's answer on the way to this session)."""
+        self._accept(msg, pushed=True)
 
-    def _accept(self, msg: KernelMessage) -> None:
+    def _accept(self, msg: KernelMessage, *, pushed: bool) -> None:
         if self.awaiting and msg.channel in REPLY_CHANNELS:
             self.awaiting.pop(str(msg.parent.get("msg_id", "")), None)
         if self.holding is not None:
-            self.holding.append(msg)
+            self.holding.append((msg, pushed))
             return
         if self._journaled_already(msg):
             return
@@ -200,13 +202,14 @@ class ClientSession:
         if replay is None:
             # No journal: what this replica buffered is the best there is.
             self._replay_buffer()
-            for msg in held:
+            for msg, _ in held:
                 self._write(msg)
             return
         self.buffer, self.buffer_bytes, self.buffer_dropped = deque(), 0, 0
         self._deliver_replay(replay, held)
 
-    def _deliver_replay(self, replay: JournalReplay, held: list[KernelMessage]) -> None:
+    def _deliver_replay(self, replay: JournalReplay,
+                        held: list[tuple[KernelMessage, bool]]) -> None:
         if replay.dropped:
             self.metrics.inc("journal_lost_messages_total", replay.dropped)
             log.warning("kernel %s: session %s lost %d messages to the journal's bounds",
@@ -227,9 +230,12 @@ class ClientSession:
             # Not for a new session: its cursor starts at the journal's present, so what this
             # replica holds for it is all it gets, and none of that may be dropped.
             self._journaled = seen | replay.recent_iopub
-        for msg in held:
-            if self.replies_via_journal and msg.channel in CLIENT_CHANNELS and not msg.local:
-                continue  # replayed already, or pushed next
+        for msg, pushed in held:
+            if msg.channel in CLIENT_CHANNELS and not msg.local:
+                if pushed and msg.msg_id in seen:
+                    continue  # pushed, and journaled before the replay: the replay wrote it
+                if self.replies_via_journal and not pushed:
+                    continue  # this replica's live copy: the journal replayed it or pushes it
             if self._journaled_already(msg):
                 continue  # for a known session `seen` is part of the check; a new one has none
             self._write(msg)

@@ -202,12 +202,40 @@ async def test_live_iopub_the_replay_already_wrote_is_not_written_again(kernel):
     resumed.handler, resumed.holding = ws2, None
     resumed._deliver_replay(JournalReplay(
         known=True, entries=iopub, dropped=0, max_messages=1000, max_bytes=10_000_000,
-        recent_iopub=frozenset(m.msg_id for m in iopub)), held=[late[0]])
+        recent_iopub=frozenset(m.msg_id for m in iopub)), held=[(late[0], False)])
     resumed.deliver(late[1])
     assert [m.msg_id for m in ws2.sent] == [m.msg_id for m in iopub], "each once, in order"
     # What the journal did not have is new: it and everything after it go through.
     newer = _execute(first, 1, 0)
     await _until(lambda: ws2.idle(newer), 30, "the next cell, live on the resumed session")
     assert ws2.lines(newer) == [0]
+    first.close()
+    resumed.close()
+
+
+async def test_a_reply_pushed_while_the_resume_is_answered_is_written_once(kernel):
+    """The journal pushes a followed session's replies as they come, on the socket its resume
+    answer comes on: a push can reach the session before the resume task has run, and is
+    then neither in the replay nor pushed again. It must reach the client, once."""
+    metrics = Metrics()
+    conn = kernel()
+    await conn.ensure_alive(30)
+    first = _session(conn, metrics)
+    ws1 = Recorder()
+    first.attach(ws1)
+    msg_ids = [_execute(first, 1, 0) for _ in range(2)]
+    await _until(lambda: all(ws1.idle(m) for m in msg_ids), 30, "both cells done")
+    replies = [m for m in ws1.sent if m.channel == "shell"]
+    assert [r.parent["msg_id"] for r in replies] == msg_ids
+
+    resumed = ClientSession(conn, uuid.uuid4().hex, max_messages=1000, max_bytes=10_000_000,
+                            timeout=60, metrics=metrics, keep=True)
+    ws2 = Recorder()
+    resumed.handler, resumed.holding = ws2, None
+    # The first reply the journal replayed and pushed too; the second it only pushed.
+    resumed._deliver_replay(JournalReplay(
+        known=True, entries=[replies[0]], dropped=0, max_messages=1000, max_bytes=10_000_000),
+        held=[(replies[0], True), (replies[1], True), (replies[1], False)])
+    assert [m.msg_id for m in ws2.sent] == [r.msg_id for r in replies], "each once, in order"
     first.close()
     resumed.close()
