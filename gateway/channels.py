@@ -132,12 +132,13 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
         if ws is None or ws.is_closing():
             return False
         payload, binary = encode_for(msg, self.protocol)
+        stream = getattr(ws, "stream", None)
         try:
             written = self.write_message(payload, binary=binary)
         except WebSocketClosedError:
             return False
         if flushed is not None:
-            stream = getattr(ws, "stream", None)
+            # Nothing but this check between the write and the report (see sent_report).
             if stream is None or not stream.writing():
                 flushed()
             else:

@@ -310,16 +310,23 @@ class KernelConnection:
                 self._reports = None
                 writer.close()
 
-    def report_sent(self, session_id: str, msg_ids: list[str]) -> None:
-        """Tell the journal these reached the session's websocket (its cursor moves): one
-        `send` on the report connection, so the bytes are out of this process at once."""
-        writer = self._reports
-        if writer is not None and not writer.is_closing():
-            writer.write(report_line(self._key, session_id, msg_ids))
-            return
-        _, parts = self.pack("journal_sent", {"session": session_id, "msg_ids": msg_ids})
-        with contextlib.suppress(zmq.ZMQError):
-            self.send(self.journal, parts, [])
+    def sent_report(self, session_id: str, msg_ids: list[str]) -> Callable[[], None]:
+        """The report telling the journal these reached the session's websocket (its cursor
+        moves), built now: call it right after the write. A replica killed between the two
+        writes the message to the client again when it resumes elsewhere, so all the work
+        (JSON, HMAC) is done before the write and what is left after it is one `send` on the
+        report connection, whose bytes then leave this process at once."""
+        line = report_line(self._key, session_id, msg_ids)
+
+        def send() -> None:
+            writer = self._reports
+            if writer is not None and not writer.is_closing():
+                writer.write(line)
+                return
+            _, parts = self.pack("journal_sent", {"session": session_id, "msg_ids": msg_ids})
+            with contextlib.suppress(zmq.ZMQError):
+                self.send(self.journal, parts, [])
+        return send
 
     # ------------------------------------------------------------------ iopub
 

@@ -145,8 +145,7 @@ class ClientSession:
             if self.keep and not msg.local:
                 # Once its bytes are out, before anything else: a replica killed between the
                 # two repeats this one message to the client, and loses none.
-                msg_id = msg.msg_id
-                report = lambda: self.conn.report_sent(self.session_id, [msg_id])  # noqa: E731
+                report = self.conn.sent_report(self.session_id, [msg.msg_id])
             if handler.send_kernel_msg(msg, report):
                 return
             self.detach(handler)
