@@ -14,10 +14,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from asyncio import Future
 from collections.abc import Callable
 from typing import Any
 
 import zmq
+from tornado.iostream import IOStream, StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from kernelkeeper.crds import model as crd
@@ -142,9 +144,11 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
             if stream is None or not stream.writing():
                 flushed()
             else:
-                written.add_done_callback(
-                    lambda f: flushed() if not f.cancelled() and f.exception() is None
-                    else None)
+                # Still in Tornado's buffer. An empty write's future resolves once the
+                # buffer has drained up to here: one loop pass after the bytes left, where
+                # the websocket's own future takes two.
+                _after_drain(stream, flushed)
+                written.add_done_callback(_retrieve)  # it fails if the client goes first
         return True
 
     def close_quietly(self, code: int, reason: str) -> None:
@@ -155,3 +159,18 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
         self.settings["kk_sockets"].discard(self)
         if self.client is not None:
             self.client.detach(self)
+
+
+def _after_drain(stream: IOStream, flushed: Callable[[], None]) -> None:
+    def done(f: Future[None]) -> None:
+        if not f.cancelled() and f.exception() is None:
+            flushed()
+    try:
+        stream.write(b"").add_done_callback(done)
+    except StreamClosedError:
+        pass  # whether the bytes left is unknown: unreported, the next replica sends them
+
+
+def _retrieve(f: Future[None]) -> None:
+    if not f.cancelled():
+        f.exception()
