@@ -60,6 +60,9 @@ class Gateway:
         self.cfg = cfg
         self.draining = False
         self.sockets: set[ChannelsHandler] = set()
+        # REST requests being answered: a stopping replica finishes them (a POST that has
+        # created its KernelSession answers with it rather than dropping the connection).
+        self.requests: set[RequestHandler] = set()
         self.metrics = Metrics()
 
     async def start(self) -> None:
@@ -99,7 +102,8 @@ class Gateway:
         self.app = Application(
             routes(cfg.base_path),
             kk_config=cfg, kk_manager=self.manager, kk_store=self.store, kk_specs=self.specs,
-            kk_metrics=self.metrics, kk_sockets=self.sockets, kk_draining=lambda: self.draining,
+            kk_metrics=self.metrics, kk_sockets=self.sockets, kk_requests=self.requests,
+            kk_draining=lambda: self.draining,
             kk_availability=self.availability,
             websocket_ping_interval=cfg.ws_ping_interval or None,
             websocket_max_message_size=cfg.ws_max_message_size,
@@ -160,8 +164,11 @@ class Gateway:
             ws.close_quietly(GOING_AWAY, "gateway shutting down")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.cfg.shutdown_timeout
-        while self.sockets and loop.time() < deadline:
+        while (self.sockets or self.requests) and loop.time() < deadline:
             await asyncio.sleep(0.05)
+        if self.requests:
+            log.warning("stopping with %d requests unanswered after %.0fs", len(self.requests),
+                        self.cfg.shutdown_timeout)
         await self.activity.close(final_flush=True)
         self.manager.close()
         await self.store.close()

@@ -19,6 +19,18 @@ from kernelkeeper.kernel.specs import KernelSpec
 
 
 class JSONHandler(GatewayMixin, web.RequestHandler):
+    def prepare(self) -> None:
+        # Counted before auth: a stopping replica answers even the 401 it is computing.
+        self.settings["kk_requests"].add(self)
+        super().prepare()
+
+    def on_finish(self) -> None:
+        self.settings["kk_requests"].discard(self)
+
+    def on_connection_close(self) -> None:
+        self.settings["kk_requests"].discard(self)
+        super().on_connection_close()
+
     @property
     def manager(self) -> KernelManager:
         manager: KernelManager = self.settings["kk_manager"]

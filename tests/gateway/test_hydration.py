@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
 
 import pytest
@@ -126,3 +128,33 @@ def test_sigterm_keeps_the_kernel_running(gateways, kk_namespace):
     assert out == "kept\n"
     ws2.close()
     assert http("DELETE", f"{b.url}/api/kernels/{kid}")[0] == 204
+
+
+def test_sigterm_answers_a_kernel_start_already_under_way(gateways, kk_namespace, cluster):
+    """A rollout stops a replica while a POST /api/kernels waits for its Pod: the client gets
+    its 201 (the replica finishes the request before it exits), not a dropped connection."""
+    a = gateways.start(kk_namespace, replica_id="gw-a")
+    answer: dict[str, tuple[int, object]] = {}
+
+    def start() -> None:
+        try:
+            answer["start"] = http("POST", f"{a.url}/api/kernels", {"name": "python3"})
+        except OSError as exc:  # what the client saw before: the connection dropped
+            answer["start"] = (0, repr(exc))
+
+    post = threading.Thread(target=start)
+    post.start()
+    deadline = time.monotonic() + 60
+    while not cluster.kubectl("get", "ks", "-n", kk_namespace, "-o", "name").stdout.strip():
+        assert time.monotonic() < deadline and post.is_alive(), answer
+        time.sleep(0.05)
+    assert post.is_alive(), f"the start was answered before the replica was stopped: {answer}"
+    a.proc.send_signal(signal.SIGTERM)
+    post.join(60)
+    status, model = answer["start"]
+    assert status == 201, model
+    assert a.proc.wait(30) == 0
+    b = gateways.start(kk_namespace, replica_id="gw-b")
+    ws = KernelWS(b.ws_url, model["id"])  # type: ignore[index]
+    assert ws.execute("print(6 * 7)")[1] == "42\n"
+    ws.close()
