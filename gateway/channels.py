@@ -14,15 +14,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from asyncio import Future
 from collections.abc import Callable
 from typing import Any
 
 import zmq
-from tornado.iostream import IOStream, StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from kernelkeeper.crds import model as crd
+from kernelkeeper.gateway import frame_out
 from kernelkeeper.gateway.base import GatewayMixin
 from kernelkeeper.gateway.connection import KernelConnection
 from kernelkeeper.gateway.errors import GatewayError, KernelUnavailable, not_found
@@ -135,20 +134,15 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
             return False
         payload, binary = encode_for(msg, self.protocol)
         stream = getattr(ws, "stream", None)
+        if flushed is not None and stream is not None:
+            data = payload if isinstance(payload, bytes) else payload.encode()
+            return frame_out.write_then_report(
+                stream, frame_out.frame(data, frame_out.BINARY if binary else frame_out.TEXT),
+                flushed)
         try:
-            written = self.write_message(payload, binary=binary)
+            self.write_message(payload, binary=binary)
         except WebSocketClosedError:
             return False
-        if flushed is not None:
-            # Nothing but this check between the write and the report (see sent_report).
-            if stream is None or not stream.writing():
-                flushed()
-            else:
-                # Still in Tornado's buffer. An empty write's future resolves once the
-                # buffer has drained up to here: one loop pass after the bytes left, where
-                # the websocket's own future takes two.
-                _after_drain(stream, flushed)
-                written.add_done_callback(_retrieve)  # it fails if the client goes first
         return True
 
     def close_quietly(self, code: int, reason: str) -> None:
@@ -160,17 +154,3 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
         if self.client is not None:
             self.client.detach(self)
 
-
-def _after_drain(stream: IOStream, flushed: Callable[[], None]) -> None:
-    def done(f: Future[None]) -> None:
-        if not f.cancelled() and f.exception() is None:
-            flushed()
-    try:
-        stream.write(b"").add_done_callback(done)
-    except StreamClosedError:
-        pass  # whether the bytes left is unknown: unreported, the next replica sends them
-
-
-def _retrieve(f: Future[None]) -> None:
-    if not f.cancelled():
-        f.exception()

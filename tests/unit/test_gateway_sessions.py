@@ -89,6 +89,16 @@ def _session(conn: KernelConnection, metrics: Metrics, **bounds: Any) -> ClientS
     return ClientSession(conn, uuid.uuid4().hex, metrics=metrics, keep=True, **kw)
 
 
+async def _attached(conn: KernelConnection, metrics: Metrics,
+                    **bounds: Any) -> tuple[ClientSession, Recorder]:
+    """A new session on a live connection, attached to a websocket that records."""
+    await conn.ensure_alive(30)
+    session = _session(conn, metrics, **bounds)
+    ws = Recorder()
+    session.attach(ws)
+    return session, ws
+
+
 CLIENT = Session(username="test")  # a client's own session, as a websocket client has
 
 
@@ -113,10 +123,7 @@ async def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
 async def test_a_session_resumed_on_another_connection_gets_every_line_once(kernel):
     metrics = Metrics()
     first_conn = kernel()
-    await first_conn.ensure_alive(30)
-    first = _session(first_conn, metrics)
-    ws1 = Recorder()
-    first.attach(ws1)
+    first, ws1 = await _attached(first_conn, metrics)
     msg_id = _execute(first, 30, 0.05)
     await _until(lambda: len(ws1.lines(msg_id)) >= 5, 30, "first lines")
     first.detach(ws1)
@@ -142,11 +149,8 @@ async def test_without_a_journal_the_buffer_keeps_the_newest_within_its_bounds(k
     monkeypatch.setattr(sessions, "RESUME_TIMEOUT", 1.0)
     metrics = Metrics()
     conn = kernel(journal_port=_unused_port())  # nothing answers there
-    await conn.ensure_alive(30)
     limits = {"max_messages": 8} if bound == "messages" else {"max_bytes": 4000}
-    session = _session(conn, metrics, **limits)
-    ws1 = Recorder()
-    session.attach(ws1)
+    session, ws1 = await _attached(conn, metrics, **limits)
     await asyncio.sleep(1.5)  # the first resume gives up: no journal
     msg_id = _execute(session, 40, 0.02)
     await _until(lambda: len(ws1.lines(msg_id)) >= 1, 30, "first line")
@@ -170,10 +174,7 @@ async def test_without_a_journal_the_buffer_keeps_the_newest_within_its_bounds(k
 
 async def test_a_detached_session_ends_after_its_timeout(kernel):
     conn = kernel()
-    await conn.ensure_alive(30)
-    session = _session(conn, Metrics(), timeout=1.0)
-    ws = Recorder()
-    session.attach(ws)
+    session, ws = await _attached(conn, Metrics(), timeout=1.0)
     session.detach(ws)
     assert conn.clients.get(session.session_id) is session
     await asyncio.sleep(0.5)
@@ -187,17 +188,13 @@ async def test_live_iopub_the_replay_already_wrote_is_not_written_again(kernel):
     wrote it (the two come on different sockets): it must reach the client once."""
     metrics = Metrics()
     conn = kernel()
-    await conn.ensure_alive(30)
-    first = _session(conn, metrics)
-    ws1 = Recorder()
-    first.attach(ws1)
+    first, ws1 = await _attached(conn, metrics)
     msg_id = _execute(first, 6, 0.01)
     await _until(lambda: ws1.idle(msg_id), 30, "the cell done")
     iopub = [m for m in ws1.sent if m.channel == "iopub" and m.parent.get("msg_id") == msg_id]
     late = iopub[-2:]  # the journal replays them all; this replica's stream has two late
 
-    resumed = ClientSession(conn, uuid.uuid4().hex, max_messages=1000, max_bytes=10_000_000,
-                            timeout=60, metrics=metrics, keep=True)
+    resumed = _session(conn, metrics)
     ws2 = Recorder()
     resumed.handler, resumed.holding = ws2, None
     resumed._deliver_replay(JournalReplay(
@@ -219,17 +216,13 @@ async def test_a_reply_pushed_while_the_resume_is_answered_is_written_once(kerne
     then neither in the replay nor pushed again. It must reach the client, once."""
     metrics = Metrics()
     conn = kernel()
-    await conn.ensure_alive(30)
-    first = _session(conn, metrics)
-    ws1 = Recorder()
-    first.attach(ws1)
+    first, ws1 = await _attached(conn, metrics)
     msg_ids = [_execute(first, 1, 0) for _ in range(2)]
     await _until(lambda: all(ws1.idle(m) for m in msg_ids), 30, "both cells done")
     replies = [m for m in ws1.sent if m.channel == "shell"]
     assert [r.parent["msg_id"] for r in replies] == msg_ids
 
-    resumed = ClientSession(conn, uuid.uuid4().hex, max_messages=1000, max_bytes=10_000_000,
-                            timeout=60, metrics=metrics, keep=True)
+    resumed = _session(conn, metrics)
     ws2 = Recorder()
     resumed.handler, resumed.holding = ws2, None
     # The first reply the journal replayed and pushed too; the second it only pushed.
