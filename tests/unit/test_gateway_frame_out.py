@@ -4,8 +4,11 @@ only once their bytes are in the socket, in order with what Tornado had queued."
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import struct
+import subprocess
+import sys
 
 import pytest
 from tornado.iostream import IOStream
@@ -89,3 +92,53 @@ async def test_a_closed_stream_writes_nothing_and_reports_nothing():
     assert not frame_out.write_then_report(stream, frame_out.frame(b"x", frame_out.TEXT),
                                            lambda: reports.append("x"))
     assert reports == []
+
+
+async def test_over_tcp_the_report_is_sent_before_the_reader_sees_the_frame():
+    """The frame is queued corked, so the reader is not woken (and cannot preempt the
+    writer) before the report is out; it gets the frame right after."""
+    server = socket.create_server(("127.0.0.1", 0))
+    peer = socket.create_connection(server.getsockname())
+    ours, _ = server.accept()
+    server.close()
+    ours.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as the gateway's sockets are
+    ours.setblocking(False)
+    peer.setblocking(False)
+    stream = IOStream(ours)
+    seen_at_report: list[bytes] = []
+
+    def report() -> None:
+        try:
+            seen_at_report.append(peer.recv(1 << 16))
+        except BlockingIOError:
+            seen_at_report.append(b"")
+
+    data = frame_out.frame(b"x" * 1000, frame_out.BINARY)
+    assert frame_out.write_then_report(stream, data, report)
+    assert seen_at_report == [b""], "the reader had the frame before the report was sent"
+    assert _read_frames(await _drain(peer, len(data))) == [(2, b"x" * 1000)]
+    assert not ours.getsockopt(socket.IPPROTO_TCP, frame_out.CORK), "left corked"
+    stream.close()
+    peer.close()
+
+
+def test_a_process_killed_while_corked_still_delivers_what_it_queued():
+    """What the write path relies on: the kernel sends a corked socket's queued bytes when
+    the process owning it is SIGKILLed (the FIN pushes them)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    script = (
+        "import os, signal, socket, sys\n"
+        f"s = socket.create_connection({server.getsockname()!r})\n"
+        "s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)\n"
+        "s.sendall(b'queued while corked')\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n")
+    child = subprocess.run([sys.executable, "-c", script], timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    conn, _ = server.accept()
+    conn.settimeout(10)
+    got = b""
+    while chunk := conn.recv(1 << 16):
+        got += chunk
+    assert got == b"queued while corked"
+    conn.close()
+    server.close()
