@@ -153,4 +153,3 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
         self.settings["kk_sockets"].discard(self)
         if self.client is not None:
             self.client.detach(self)
-

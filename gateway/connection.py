@@ -312,8 +312,8 @@ class KernelConnection:
 
     def sent_report(self, session_id: str, msg_ids: list[str]) -> Callable[[], None]:
         """The report telling the journal these reached the session's websocket (its cursor
-        moves), built now: call it right after the write. A replica killed between the two
-        writes the message to the client again when it resumes elsewhere, so all the work
+        moves), built now: call it right after the write. If a replica is killed between the
+        two, the client gets that message again when it resumes elsewhere, so all the work
         (JSON, HMAC) is done before the write and what is left after it is one `send` on the
         report connection, whose bytes then leave this process at once."""
         line = report_line(self._key, session_id, msg_ids)
