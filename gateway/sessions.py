@@ -143,8 +143,8 @@ class ClientSession:
         if handler is not None:
             report = None
             if self.keep and not msg.local:
-                # Once its bytes are out, before anything else: a replica killed between the
-                # two repeats this one message to the client, and loses none.
+                # Sent right after the message's bytes (gateway/frame_out.py says how close,
+                # and what a kill in between costs).
                 report = self.conn.sent_report(self.session_id, [msg.msg_id])
             if handler.send_kernel_msg(msg, report):
                 return
