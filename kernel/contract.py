@@ -43,6 +43,6 @@ JOURNAL_MAX_BYTES = 32 * 1024 * 1024
 
 # Launcher exit codes, visible as the container's terminated exitCode.
 EXIT_SHUTDOWN = 0  # a client asked the kernel to shut down (no restart)
-EXIT_GAVE_UP = 3
-EXIT_STOPPED = 143  # SIGTERM (Pod deletion): not a client shutdown, so never "Succeeded"  # the kernel kept crashing; the operator decides what happens next
+EXIT_GAVE_UP = 3  # the kernel kept crashing; the operator decides what happens next
+EXIT_STOPPED = 143  # SIGTERM (Pod deletion): not a client shutdown, so never "Succeeded"
 EXIT_BAD_CONFIG = 2
