@@ -49,7 +49,7 @@ def decode(frame: bytes) -> tuple[str, dict[str, Any]]:
         channel = parts[0].decode()
         msg: dict[str, Any] = {k: json.loads(p) for k, p in zip(_JSON_PARTS, parts[1:5],
                                                                   strict=True)}
-    except (struct.error, UnicodeDecodeError, ValueError) as exc:
+    except (struct.error, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise BadFrame(str(exc)) from None
     msg["buffers"] = parts[5:]
     header = msg["header"] if isinstance(msg["header"], dict) else {}

@@ -272,7 +272,7 @@ class ClientSession:
     def _await_reply(self, header: bytes) -> None:
         try:
             fields = json.loads(header)
-        except ValueError:
+        except (ValueError, RecursionError):  # a v1 client's header, relayed unparsed
             return
         if isinstance(fields, dict) and str(fields.get("msg_type", "")).endswith("_request"):
             self.awaiting[str(fields.get("msg_id", ""))] = None

@@ -30,7 +30,7 @@ def parse_body(raw: bytes) -> Any:
         return {}
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise bad_request(f"Malformed JSON body: {exc}") from None
 
 

@@ -155,7 +155,9 @@ def legacy_parse(data: str | bytes) -> tuple[dict[str, Any], list[bytes]]:
             offsets = [*struct.unpack_from(f">{nbufs}I", data, 4), len(data)]
             parts = [data[offsets[i]:offsets[i + 1]] for i in range(nbufs)]
             msg, buffers = json.loads(parts[0]), parts[1:]
-    except (struct.error, ValueError) as exc:  # json and utf-8 errors are ValueErrors
+    # json and utf-8 errors are ValueErrors; JSON nested deeper than the interpreter's
+    # recursion limit is a RecursionError.
+    except (struct.error, ValueError, RecursionError) as exc:
         raise MalformedFrame(f"bad legacy frame: {exc}") from None
     if not isinstance(msg, dict):
         raise MalformedFrame(f"a legacy message is a JSON object, not {type(msg).__name__}")
@@ -181,7 +183,7 @@ def decode_client(data: str | bytes, protocol: str,
     try:
         parts = [pack(header), pack(msg.get("parent_header") or {}),
                  pack(msg.get("metadata") or {}), pack(msg.get("content") or {})]
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise MalformedFrame(f"cannot serialize the message: {exc}") from None
     return ClientMessage(channel, parts, buffers, str(header.get("msg_type", "")))
 

@@ -73,7 +73,7 @@ class Frame:
 def _object(part: bytes) -> dict[str, Any]:
     try:
         value = json.loads(part) if part else {}
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise MalformedFrame(f"a message part is not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise MalformedFrame(f"a message part is a JSON object, not {type(value).__name__}")
@@ -130,7 +130,8 @@ def _decode_legacy(data: str | bytes) -> Frame:
             offsets = [*struct.unpack_from(f">{count}I", data, 4), len(data)]
             parts = [data[offsets[i]:offsets[i + 1]] for i in range(count)]
             msg, buffers = json.loads(parts[0]), parts[1:]
-    except (struct.error, ValueError) as exc:  # json and utf-8 errors are ValueErrors
+    # json and utf-8 errors are ValueErrors; nesting past the recursion limit is not.
+    except (struct.error, ValueError, RecursionError) as exc:
         raise MalformedFrame(f"bad legacy frame: {exc}") from None
     if not isinstance(msg, dict):
         raise MalformedFrame(f"a legacy message is a JSON object, not {type(msg).__name__}")
@@ -142,9 +143,12 @@ def _decode_legacy(data: str | bytes) -> Frame:
     channel = msg.get("channel") or "shell"
     if not isinstance(channel, str):
         raise MalformedFrame("a legacy message's channel is a string")
-    return Frame(channel, [_dumps(header), _dumps(parent), _dumps(msg.get("metadata") or {}),
-                           _dumps(msg.get("content") or {})], buffers,
-                 _header=header, _parent=parent)
+    try:
+        parts = [_dumps(header), _dumps(parent), _dumps(msg.get("metadata") or {}),
+                 _dumps(msg.get("content") or {})]
+    except (ValueError, RecursionError) as exc:  # parsed just below the limit, deeper now
+        raise MalformedFrame(f"cannot serialize the message: {exc}") from None
+    return Frame(channel, parts, buffers, _header=header, _parent=parent)
 
 
 # ---------------------------------------------------------------------- encode
