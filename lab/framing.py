@@ -114,6 +114,9 @@ def _decode_v1(data: bytes) -> Frame:
         offsets = struct.unpack_from(f"<{count}Q", data, 8)
         parts = [data[offsets[i]:offsets[i + 1]] for i in range(count - 1)]
         channel = parts[0].decode()
+        for part in parts[1:5]:
+            # JSON is UTF-8; checked now because a legacy peer gets these parts as text.
+            part.decode()
     except (struct.error, UnicodeDecodeError) as exc:
         raise MalformedFrame(f"bad v1 frame: {exc}") from None
     return Frame(channel, [p or b"{}" for p in parts[1:5]], parts[5:])

@@ -26,7 +26,13 @@ from kernelkeeper.gateway import validation
 from kernelkeeper.gateway.config import GatewayConfig
 from kernelkeeper.gateway.errors import GatewayError
 from kernelkeeper.gateway.sessions import ClientSession
-from kernelkeeper.gateway.wire import V1_PROTOCOL, MalformedFrame, decode_client
+from kernelkeeper.gateway.wire import (
+    V1_PROTOCOL,
+    KernelMessage,
+    MalformedFrame,
+    decode_client,
+    v1_frame,
+)
 from kernelkeeper.lab import framing as lab_framing
 
 SESSION = Session(key=b"hostile-test-key", username="hostile")
@@ -40,13 +46,8 @@ def deep_json(depth: int = DEEP) -> str:
 
 
 def v1_payload(parts: list[bytes]) -> bytes:
-    count = len(parts) + 1
-    offsets, pos = [], 8 * (count + 1)
-    for part in parts:
-        offsets.append(pos)
-        pos += len(part)
-    offsets.append(pos)
-    return struct.pack(f"<{count + 1}Q", count, *offsets) + b"".join(parts)
+    """The gateway's own v1 encoder over any number of parts (valid or not)."""
+    return v1_frame(KernelMessage(parts[0].decode(), parts[1:], []))
 
 
 json_parts = st.one_of(
@@ -64,10 +65,11 @@ json_parts = st.one_of(
 def corrupted_v1(draw: Any) -> bytes:
     """A v1 frame built from (possibly bad) parts, then maybe with an offset or the length
     corrupted: offsets out of order, past the end, a count larger than the frame, a cut."""
-    channel = draw(st.sampled_from([b"shell", b"iopub", b"control", b"stdin", b"", b"\xff",
-                                    b"nope"]))
-    parts = [channel, *draw(st.lists(json_parts, min_size=0, max_size=6))]
-    data = bytearray(v1_payload(parts))
+    channel = draw(st.sampled_from(["shell", "iopub", "control", "stdin", "", "nope", "\xff"]))
+    parts = [*draw(st.lists(json_parts, min_size=0, max_size=6))]
+    data = bytearray(v1_payload([channel.encode(), *parts]))
+    if channel == "\xff":  # a channel that is not UTF-8: its one byte becomes 0xff
+        data[8 * (len(parts) + 3)] = 0xFF
     how = draw(st.sampled_from(["none", "offset", "count", "truncate"]))
     if how == "offset" and len(parts) > 0:
         at = 8 + 8 * draw(st.integers(0, len(parts)))
