@@ -169,6 +169,11 @@ def is_kernel_id(name: str) -> bool:
     return bool(_UUID_RE.match(name))
 
 
+def owner(obj: KernelSession) -> str:
+    """The user the kernel belongs to: `spec.username` ("" for none; only admins see it)."""
+    return str((obj.get("spec") or {}).get("username") or "")
+
+
 def new_kernel_id() -> str:
     return str(uuid.uuid4())
 
@@ -345,7 +350,10 @@ def _spec_schema() -> dict[str, Any]:
                 maxLength=128,
                 pattern=r"^[A-Za-z0-9._-]+$",
             ),
-            "username": _str("The user the kernel belongs to (KERNEL_USERNAME).", maxLength=253),
+            "username": _str(
+                "The user the kernel belongs to: with per-user tokens, the gateway sets it to the "
+                "authenticated user and shows the kernel to that user only (and to admins). "
+                "Immutable.", maxLength=253),
             "env": {
                 "type": "object",
                 "description": (
@@ -396,6 +404,12 @@ def _spec_schema() -> dict[str, Any]:
             {
                 "rule": "self.kernelSpec == oldSelf.kernelSpec",
                 "message": "spec.kernelSpec is immutable",
+            },
+            {
+                # Absent and "" are one owner (none); anything else may never change.
+                "rule": "(has(self.username) ? self.username : '') == "
+                        "(has(oldSelf.username) ? oldSelf.username : '')",
+                "message": "spec.username is immutable: it is the kernel's owner",
             },
         ],
     }

@@ -21,6 +21,7 @@ from kernelkeeper.gateway.activity import ActivityReporter
 from kernelkeeper.gateway.availability import EXIT_LEASE_LOST, Availability
 from kernelkeeper.gateway.channels import GOING_AWAY, ChannelsHandler
 from kernelkeeper.gateway.config import GatewayConfig
+from kernelkeeper.gateway.identity import Authenticator
 from kernelkeeper.gateway.kernels import KernelManager
 from kernelkeeper.gateway.metrics import Metrics
 from kernelkeeper.gateway.sessions import ClientSession
@@ -71,6 +72,8 @@ class Gateway:
         self.store = SessionStore(self.kube, cfg.namespace)
         self.specs = SpecCatalog(list(cfg.kernel_spec_path), ttl=30.0)
         self.manager = KernelManager(cfg, self.store, self.specs, self.metrics)
+        self.auth = Authenticator(cfg.auth_token, cfg.users_file, cfg.users_reload_interval)
+        await self.auth.load()
         # Its own connection pool, so renewals never queue behind watch or activity traffic.
         self.lease_kube = await Kube.connect(cfg.kubeconfig or None,
                                              timeout=max(1.0, cfg.retry_period))
@@ -87,6 +90,7 @@ class Gateway:
                                          kernels=self.manager.conns,
                                          serving=self.availability.serving)
         self.store.start()
+        self.auth.start()
         self.activity.start()
         self.availability.start()
         m = self.metrics
@@ -101,7 +105,8 @@ class Gateway:
                 "leaseTransitions of this replica's tenure (active-passive).")
         self.app = Application(
             routes(cfg.base_path),
-            kk_config=cfg, kk_manager=self.manager, kk_store=self.store, kk_specs=self.specs,
+            kk_config=cfg, kk_auth=self.auth, kk_manager=self.manager, kk_store=self.store,
+            kk_specs=self.specs,
             kk_metrics=self.metrics, kk_sockets=self.sockets, kk_requests=self.requests,
             kk_draining=lambda: self.draining,
             kk_availability=self.availability,
@@ -170,6 +175,7 @@ class Gateway:
             log.warning("stopping with %d requests unanswered after %.0fs", len(self.requests),
                         self.cfg.shutdown_timeout)
         await self.activity.close(final_flush=True)
+        await self.auth.close()
         self.manager.close()
         await self.store.close()
         await self.kube.close()

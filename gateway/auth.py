@@ -1,8 +1,8 @@
-"""Token authentication, as Kernel Gateway and jupyter_server clients send it."""
+"""The token a request presents, as Kernel Gateway and jupyter_server clients send it
+(identity.py says whose it is)."""
 
 from __future__ import annotations
 
-import hmac
 import re
 
 from tornado.httputil import HTTPServerRequest
@@ -21,11 +21,3 @@ def presented_token(request: HTTPServerRequest) -> str:
         return values[-1].decode("utf-8", "replace")
     return ""
 
-
-def authorized(request: HTTPServerRequest, token: str) -> bool:
-    """True when no token is configured (any Authorization header, even an empty
-    `token `, is then ignored) or the request presents the configured one."""
-    if not token:
-        return True
-    got = presented_token(request)
-    return bool(got) and hmac.compare_digest(got.encode(), token.encode())

@@ -1,4 +1,4 @@
-"""What every handler shares: token auth, CORS headers, JSON errors."""
+"""What every handler shares: who is asking, CORS headers, JSON errors."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 
 from tornado.web import HTTPError, RequestHandler
 
-from kernelkeeper.gateway.auth import authorized
+from kernelkeeper.gateway.auth import presented_token
 from kernelkeeper.gateway.errors import GatewayError
+from kernelkeeper.gateway.identity import Identity
 
 _CORS = {
     "allow_origin": "Access-Control-Allow-Origin",
@@ -25,6 +26,9 @@ class GatewayMixin(RequestHandler):
     """Mixed into REST and websocket handlers alike."""
 
     auth_exempt = False
+    # Who the request is from, set by prepare(); until then (and on auth-exempt probes) a
+    # caller with no name and no rights.
+    identity: Identity = Identity("")
     # Probes and metrics answer on standbys too; everything else is gated by availability.
     availability_exempt = False
 
@@ -38,8 +42,10 @@ class GatewayMixin(RequestHandler):
     def prepare(self) -> None:
         if self.request.method == "OPTIONS" or self.auth_exempt:
             return
-        if not authorized(self.request, self.settings["kk_config"].auth_token):
+        identity = self.settings["kk_auth"].identify(presented_token(self.request))
+        if identity is None:
             raise GatewayError(401, "Unauthorized", "a valid token is required")
+        self.identity = identity
         if not self.availability_exempt:
             self.refuse_unless_serving()
 

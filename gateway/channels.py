@@ -56,7 +56,7 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
             raise not_found(kernel_id)
         if self.settings["kk_draining"]():
             raise GatewayError(503, "Service Unavailable", "gateway is shutting down")
-        conn = await self.manager.connection(kernel_id)
+        conn = await self.manager.connection_for(self.identity, kernel_id)
         try:
             await conn.ensure_alive(self.manager.launch_timeout)
         except KernelUnavailable as exc:

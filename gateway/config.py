@@ -28,9 +28,28 @@ class GatewayConfig(Configurable):
     base_url = Unicode("/", config=True, help="Path prefix for every route (keep it lower-case).").tag(
         **_env("KERNELKEEPER_GATEWAY_BASE_URL", "KG_BASE_URL"))
     auth_token = Unicode("", config=True,
-                         help="When set, every request must carry it (Authorization: token <t> "
-                              "or bearer, or ?token=). Never passed to kernels.").tag(
+                         help="When set, every request must carry it or a user's token "
+                              "(Authorization: token <t> or bearer, or ?token=). Its holder is a "
+                              "service caller with admin rights. Never passed to kernels.").tag(
         **_env("KERNELKEEPER_GATEWAY_AUTH_TOKEN", "KG_AUTH_TOKEN"))
+    users_file = Unicode("", config=True,
+                         help="YAML file of users (name, token, admin), usually a mounted Secret: "
+                              "a user's token makes the kernels they start theirs, and they see "
+                              "only those. The auth_token stays a service token with admin "
+                              "rights.").tag(**_env("KERNELKEEPER_GATEWAY_USERS_FILE"))
+    users_reload_interval = Float(10.0, config=True,
+                                  help="Seconds between re-reads of users_file (0: never).").tag(
+        **_env("KERNELKEEPER_GATEWAY_USERS_RELOAD_INTERVAL"))
+    authorized_users = List(Unicode(), config=True,
+                            help="When not empty, only these users may start kernels (a kernel "
+                                 "spec's metadata.process_proxy.config.authorized_users narrows "
+                                 "it per spec).").tag(
+        **_env("KERNELKEEPER_GATEWAY_AUTHORIZED_USERS", "EG_AUTHORIZED_USERS"))
+    unauthorized_users = List(Unicode(), ["root"], config=True,
+                              help="Users who may never start kernels (a kernel spec's "
+                                   "metadata.process_proxy.config.unauthorized_users adds to "
+                                   "it).").tag(
+        **_env("KERNELKEEPER_GATEWAY_UNAUTHORIZED_USERS", "EG_UNAUTHORIZED_USERS"))
 
     namespace = Unicode("default", config=True, help="Namespace of the KernelSessions.").tag(
         **_env("KERNELKEEPER_GATEWAY_NAMESPACE"))
@@ -181,8 +200,10 @@ class GatewayConfig(Configurable):
         rows = []
         for name, trait in sorted(cls.class_traits(config=True).items()):
             dflt = trait.default_value
-            shown = "[]" if isinstance(trait, List) else \
-                "host-pid" if name == "replica_id" or dflt is Undefined else repr(dflt)
+            if isinstance(trait, List):
+                shown = repr(list(trait.default() or []))
+            else:
+                shown = "host-pid" if name == "replica_id" or dflt is Undefined else repr(dflt)
             rows.append((name, ", ".join(trait.metadata.get("env", ())), shown, trait.help))
         return rows
 

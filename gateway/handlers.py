@@ -112,12 +112,12 @@ class KernelsHandler(JSONHandler):
     async def get(self) -> None:
         if not self.settings["kk_config"].list_kernels:
             raise GatewayError(403, "Forbidden", "listing kernels is disabled")
-        self.write_json(await self.manager.list_models())
+        self.write_json(await self.manager.list_models(self.identity))
 
     async def post(self) -> None:
         if self.settings["kk_draining"]():
             raise GatewayError(503, "Service Unavailable", "gateway is shutting down")
-        model = await self.manager.start(parse_body(self.request.body))
+        model = await self.manager.start(self.identity, parse_body(self.request.body))
         base = self.settings["kk_config"].base_path
         self.set_header("Location", f"{base}/api/kernels/{model['id']}")
         self.write_json(model, 201)
@@ -125,10 +125,10 @@ class KernelsHandler(JSONHandler):
 
 class KernelHandler(JSONHandler):
     async def get(self, kernel_id: str) -> None:
-        self.write_json(await self.manager.get_model(kernel_id))
+        self.write_json(await self.manager.get_model(self.identity, kernel_id))
 
     async def delete(self, kernel_id: str) -> None:
-        await self.manager.delete(kernel_id)
+        await self.manager.delete(self.identity, kernel_id)
         self.set_status(204)
         self.finish()
 
@@ -136,11 +136,11 @@ class KernelHandler(JSONHandler):
 class KernelActionHandler(JSONHandler):
     async def post(self, kernel_id: str, action: str) -> None:
         if action == "interrupt":
-            await self.manager.interrupt(kernel_id)
+            await self.manager.interrupt(self.identity, kernel_id)
             self.set_status(204)
             self.finish()
         else:
-            self.write_json(await self.manager.restart(kernel_id))
+            self.write_json(await self.manager.restart(self.identity, kernel_id))
 
 
 # ---------------------------------------------------------------------- operations

@@ -2,6 +2,11 @@
 
 This replica keeps no state another replica lacks: every kernel is a KernelSession, and a
 kernel id this replica has not seen is hydrated from its session and key Secret on first use.
+
+Every public method takes the caller's Identity: a kernel whose owner (`spec.username`) is
+not the caller's, and the caller no admin, is answered exactly as a kernel that does not
+exist, so its existence does not leak. The check reads the session (cache, else the API
+server), so it holds on a replica that has never seen the kernel.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from kernelkeeper.gateway import limits
 from kernelkeeper.gateway.config import GatewayConfig
 from kernelkeeper.gateway.connection import KernelConnection
 from kernelkeeper.gateway.errors import GatewayError, KernelUnavailable, not_found
+from kernelkeeper.gateway.identity import Identity
 from kernelkeeper.gateway.metrics import Metrics
 from kernelkeeper.gateway.model import kernel_model, phase
 from kernelkeeper.gateway.store import SessionStore
@@ -61,9 +67,14 @@ class KernelManager:
 
     # ------------------------------------------------------------------ lookups
 
-    async def session(self, kernel_id: str) -> crd.KernelSession:
-        """The live session, or 404 (unknown, deleted, or failed: with the reason)."""
-        obj = await self._existing(kernel_id)
+    async def session(self, kernel_id: str, who: Identity) -> crd.KernelSession:
+        """The live session, or 404 (unknown, not the caller's, deleted, or failed: with the
+        reason)."""
+        obj = await self._existing(kernel_id, who)
+        return self._live(obj)
+
+    def _live(self, obj: crd.KernelSession) -> crd.KernelSession:
+        kernel_id = obj["metadata"]["name"]
         ph = phase(obj)
         if ph.failed:
             raise not_found(kernel_id, f"Kernel {kernel_id} is dead ({ph.reason}: {ph.message})")
@@ -78,13 +89,19 @@ class KernelManager:
         return kernel_model(obj, local=local, replica_id=self.cfg.replica_id,
                             stale_after=self.cfg.replica_stale_after)
 
-    async def get_model(self, kernel_id: str) -> dict[str, Any]:
-        return self.model(await self.session(kernel_id))
+    async def get_model(self, who: Identity, kernel_id: str) -> dict[str, Any]:
+        return self.model(await self.session(kernel_id, who))
 
-    async def list_models(self) -> list[dict[str, Any]]:
+    async def list_models(self, who: Identity) -> list[dict[str, Any]]:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.store.synced.wait(), 10)
-        return [self.model(o) for o in list(self.store.cache.values()) if not phase(o).failed]
+        return [self.model(o) for o in list(self.store.cache.values())
+                if not phase(o).failed and who.may_use(crd.owner(o))]
+
+    async def connection_for(self, who: Identity, kernel_id: str) -> KernelConnection:
+        """connection(), for a caller who must own the kernel."""
+        await self.session(kernel_id, who)
+        return await self.connection(kernel_id)
 
     # ------------------------------------------------------------------ hydration
 
@@ -107,7 +124,7 @@ class KernelManager:
     async def _hydrate(self, kernel_id: str, timeout: float) -> KernelConnection:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        obj = await self.session(kernel_id)
+        obj = self._live(await self._lookup(kernel_id))
         if not phase(obj).ready:
             settled = await self.store.wait(kernel_id, _settled, timeout)
             if settled is None:
@@ -143,8 +160,9 @@ class KernelManager:
         return conn
 
     async def raise_for_unavailable(self, kernel_id: str, why: str) -> NoReturn:
-        """A kernel that does not answer: 404 if its session is gone or failed, else 503."""
-        await self.session(kernel_id)
+        """A kernel that does not answer: 404 if its session is gone or failed, else 503.
+        (Callers have checked the owner already.)"""
+        self._live(await self._lookup(kernel_id))
         raise GatewayError(503, "Service Unavailable", f"Kernel {kernel_id} is not responding: {why}")
 
     def _on_event(self, etype: str, obj: crd.KernelSession) -> None:
@@ -199,8 +217,8 @@ class KernelManager:
                                    f"user {req.username or '(anonymous)'} already runs "
                                    f"{len(mine)} kernels (limit {self.cfg.max_kernels_per_user})")
 
-    async def start(self, body: Any) -> dict[str, Any]:
-        req = validate_start(body, await self.specs.get(), self.cfg)
+    async def start(self, who: Identity, body: Any) -> dict[str, Any]:
+        req = validate_start(body, await self.specs.get(), self.cfg, who)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.store.synced.wait(), 10)
         self._check_limits(req)
@@ -243,20 +261,20 @@ class KernelManager:
         self.metrics.observe_start(time.monotonic() - started)
         return self.model(self.store.cache.get(kernel_id) or obj)
 
-    async def interrupt(self, kernel_id: str) -> None:
-        conn = await self.connection(kernel_id)
+    async def interrupt(self, who: Identity, kernel_id: str) -> None:
+        conn = await self.connection_for(who, kernel_id)
         try:
             await conn.request("control", "interrupt_request", {}, self.cfg.kernel_request_timeout)
         except (TimeoutError, KernelUnavailable) as exc:
             await self.raise_for_unavailable(kernel_id, f"no interrupt_reply ({exc or 'timeout'})")
 
-    async def restart(self, kernel_id: str) -> dict[str, Any]:
+    async def restart(self, who: Identity, kernel_id: str) -> dict[str, Any]:
         """shutdown_request(restart=True) on control; the in-pod launcher restarts ipykernel in
         place. Answer once a *new* kernel process answers kernel_info, all within the launch
         timeout (jupyter_server gives up on the request 2 s after it)."""
         started = time.monotonic()
         budget = self.launch_timeout_for(self.store.cache.get(kernel_id))
-        conn = await self.connection(kernel_id)
+        conn = await self.connection_for(who, kernel_id)
         try:
             await conn.ensure_alive(self.cfg.kernel_request_timeout)
         except KernelUnavailable as exc:
@@ -277,11 +295,11 @@ class KernelManager:
         conn.restarting = False
         conn.activity.execution_state = "idle"
         conn.touch()
-        return self.model(await self.session(kernel_id))
+        return self.model(await self.session(kernel_id, who))
 
-    async def delete(self, kernel_id: str) -> None:
+    async def delete(self, who: Identity, kernel_id: str) -> None:
         """Ask the kernel to shut down, then delete its session. Safe to repeat."""
-        obj = await self._existing(kernel_id)
+        obj = await self._existing(kernel_id, who)
         conn = self.conns.get(kernel_id)
         quick = min(self.cfg.kernel_request_timeout, 5.0)
         if conn is None and phase(obj).ready:
@@ -296,8 +314,15 @@ class KernelManager:
             raise not_found(kernel_id)
         self._drop(kernel_id, "shut down by request")
 
-    async def _existing(self, kernel_id: str) -> crd.KernelSession:
+    async def _existing(self, kernel_id: str, who: Identity) -> crd.KernelSession:
         """Like session(), but a failed or terminating session can still be deleted."""
+        obj = await self._lookup(kernel_id)
+        if not who.may_use(crd.owner(obj)):
+            self.metrics.inc("ownership_refusals_total")
+            raise not_found(kernel_id)
+        return obj
+
+    async def _lookup(self, kernel_id: str) -> crd.KernelSession:
         if not crd.is_kernel_id(kernel_id):
             raise not_found(kernel_id)
         obj = await self.store.get(kernel_id)

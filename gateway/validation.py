@@ -10,6 +10,9 @@ from typing import Any
 from kernelkeeper.crds import model as crd
 from kernelkeeper.gateway.config import GatewayConfig
 from kernelkeeper.gateway.errors import bad_request
+from kernelkeeper.gateway.identity import Identity
+from kernelkeeper.gateway.spec_access import check_may_start
+from kernelkeeper.kernel.specs import KernelSpec
 
 _NAME_RE = re.compile(crd.ENV_NAME_PATTERN)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -34,7 +37,10 @@ def parse_body(raw: bytes) -> Any:
         raise bad_request(f"Malformed JSON body: {exc}") from None
 
 
-def validate_start(body: Any, specs: dict[str, Any], cfg: GatewayConfig) -> StartRequest:
+def validate_start(body: Any, specs: dict[str, KernelSpec], cfg: GatewayConfig,
+                   who: Identity) -> StartRequest:
+    """The start request a body asks for, on behalf of `who`: a named user's kernel is theirs
+    whatever KERNEL_USERNAME says; only the service token may name the user."""
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object")
     name = body.get("name")
@@ -73,6 +79,10 @@ def validate_start(body: Any, specs: dict[str, Any], cfg: GatewayConfig) -> Star
             raise bad_request("KERNEL_LAUNCH_TIMEOUT must be a number of seconds") from None
         if not 0 < timeout:
             raise bad_request("KERNEL_LAUNCH_TIMEOUT must be positive")
+    if who.user:
+        clean["KERNEL_USERNAME"] = who.user
+    check_may_start(clean.get("KERNEL_USERNAME", ""), name, specs[name].spec,
+                    cfg.authorized_users, cfg.unauthorized_users)
     clean["KERNEL_GATEWAY"] = "1"
     return StartRequest(kernel_spec=name, env=clean, username=clean.get("KERNEL_USERNAME", ""),
                         launch_timeout=min(timeout, cfg.max_launch_timeout))

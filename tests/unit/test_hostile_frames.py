@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from kernelkeeper.client import framing as client_framing
 from kernelkeeper.gateway import validation
 from kernelkeeper.gateway.config import GatewayConfig
 from kernelkeeper.gateway.errors import GatewayError
+from kernelkeeper.gateway.identity import Identity
 from kernelkeeper.gateway.sessions import ClientSession
 from kernelkeeper.gateway.wire import (
     V1_PROTOCOL,
@@ -33,10 +35,12 @@ from kernelkeeper.gateway.wire import (
     decode_client,
     v1_frame,
 )
+from kernelkeeper.kernel.specs import KernelSpec
 from kernelkeeper.lab import framing as lab_framing
 
 SESSION = Session(key=b"hostile-test-key", username="hostile")
 FUZZ = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PY3 = KernelSpec("python3", Path("."), {"display_name": "Python 3", "language": "python"})
 
 DEEP = 3000  # past CPython's recursion limit (1000), which its json parser obeys
 
@@ -175,11 +179,12 @@ bodies = st.one_of(
 def test_a_start_body_is_accepted_or_answered_with_a_4xx(raw: bytes) -> None:
     cfg = GatewayConfig()
     try:
-        request = validation.validate_start(validation.parse_body(raw), {"python3": {}}, cfg)
+        request = validation.validate_start(validation.parse_body(raw), {"python3": PY3}, cfg,
+                                            Identity("alice"))
     except GatewayError as exc:
         assert 400 <= exc.status_code < 500 and exc.reason
         return
-    assert request.kernel_spec == "python3"
+    assert request.kernel_spec == "python3" and request.username == "alice"
     assert 0 < request.launch_timeout <= cfg.max_launch_timeout
 
 
