@@ -21,6 +21,7 @@ from kernelkeeper.gateway.activity import ActivityReporter
 from kernelkeeper.gateway.availability import EXIT_LEASE_LOST, Availability
 from kernelkeeper.gateway.channels import GOING_AWAY, ChannelsHandler
 from kernelkeeper.gateway.config import GatewayConfig
+from kernelkeeper.gateway.hub_identity import HubUsers
 from kernelkeeper.gateway.identity import Authenticator
 from kernelkeeper.gateway.kernels import KernelManager
 from kernelkeeper.gateway.metrics import Metrics
@@ -72,7 +73,9 @@ class Gateway:
         self.store = SessionStore(self.kube, cfg.namespace)
         self.specs = SpecCatalog(list(cfg.kernel_spec_path), ttl=30.0)
         self.manager = KernelManager(cfg, self.store, self.specs, self.metrics)
-        self.auth = Authenticator(cfg.auth_token, cfg.users_file, cfg.users_reload_interval)
+        hub = HubUsers(cfg.jupyterhub_api_url, cfg.jupyterhub_cache_seconds) \
+            if cfg.jupyterhub_api_url else None
+        self.auth = Authenticator(cfg.auth_token, cfg.users_file, cfg.users_reload_interval, hub)
         await self.auth.load()
         # Its own connection pool, so renewals never queue behind watch or activity traffic.
         self.lease_kube = await Kube.connect(cfg.kubeconfig or None,

@@ -39,10 +39,10 @@ class GatewayMixin(RequestHandler):
             if value:
                 self.set_header(header, value)
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         if self.request.method == "OPTIONS" or self.auth_exempt:
             return
-        identity = self.settings["kk_auth"].identify(presented_token(self.request))
+        identity = await self.settings["kk_auth"].identify(presented_token(self.request))
         if identity is None:
             raise GatewayError(401, "Unauthorized", "a valid token is required")
         self.identity = identity

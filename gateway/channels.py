@@ -25,6 +25,7 @@ from kernelkeeper.gateway import frame_out
 from kernelkeeper.gateway.base import GatewayMixin
 from kernelkeeper.gateway.connection import KernelConnection
 from kernelkeeper.gateway.errors import GatewayError, KernelUnavailable, not_found
+from kernelkeeper.gateway.rate import TokenBucket
 from kernelkeeper.gateway.sessions import ClientSession
 from kernelkeeper.gateway.wire import (
     V1_PROTOCOL,
@@ -37,6 +38,7 @@ from kernelkeeper.gateway.wire import (
 log = logging.getLogger(__name__)
 
 GOING_AWAY = 1001
+POLICY_VIOLATION = 1008
 # "Service restart": clients reconnect, as they do for 1001.
 SERVICE_RESTART = 1012
 
@@ -46,6 +48,7 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
     client: ClientSession | None = None
     session_id: str = ""
     protocol: str = ""
+    bucket: TokenBucket | None = None
 
     @property
     def manager(self) -> Any:
@@ -99,12 +102,25 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
             self.close_quietly(1011, f"gateway cannot open kernel sockets: {exc}"[:120])
             return
         self.client = client
+        if cfg.ws_max_messages_per_second > 0:
+            self.bucket = TokenBucket(cfg.ws_max_messages_per_second, cfg.ws_burst_messages)
         self.settings["kk_sockets"].add(self)
         client.attach(self)
 
     def on_message(self, message: str | bytes) -> None:
         client = self.client
         if client is None:
+            return
+        if self.bucket is not None and not self.bucket.take():
+            cfg = self.settings["kk_config"]
+            self.settings["kk_metrics"].inc("websocket_rate_limited_total")
+            log.warning("kernel %s: closing a websocket over its message rate",
+                        self.conn.kernel_id)
+            self.client = None
+            client.detach(self)
+            self.close_quietly(POLICY_VIOLATION,
+                               f"more than {cfg.ws_max_messages_per_second:g} messages/s "
+                               f"(burst {cfg.ws_burst_messages})")
             return
         availability = self.settings.get("kk_availability")
         if availability is not None and not availability.serving() \

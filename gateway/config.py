@@ -40,6 +40,15 @@ class GatewayConfig(Configurable):
     users_reload_interval = Float(10.0, config=True,
                                   help="Seconds between re-reads of users_file (0: never).").tag(
         **_env("KERNELKEEPER_GATEWAY_USERS_RELOAD_INTERVAL"))
+    jupyterhub_api_url = Unicode("", config=True,
+                                 help="JupyterHub's API (for example http://hub:8081/hub/api): a "
+                                      "token that is neither the auth_token nor a users_file "
+                                      "token is asked of the hub, and its user is the caller.").tag(
+        **_env("KERNELKEEPER_GATEWAY_JUPYTERHUB_API_URL"))
+    jupyterhub_cache_seconds = Float(60.0, config=True,
+                                     help="Seconds a JupyterHub answer about a token is reused "
+                                          "(a refusal: 5 s).").tag(
+        **_env("KERNELKEEPER_GATEWAY_JUPYTERHUB_CACHE_SECONDS"))
     authorized_users = List(Unicode(), config=True,
                             help="When not empty, only these users may start kernels (a kernel "
                                  "spec's metadata.process_proxy.config.authorized_users narrows "
@@ -100,6 +109,14 @@ class GatewayConfig(Configurable):
     ws_max_message_size = Integer(64 * 1024 * 1024, config=True,
                                   help="Largest websocket message accepted from a client.").tag(
         **_env("KERNELKEEPER_GATEWAY_WS_MAX_MESSAGE_SIZE"))
+    ws_max_messages_per_second = Float(500.0, config=True,
+                                       help="Messages a second one websocket may send on "
+                                            "average (0: no limit); past it and its burst the "
+                                            "websocket is closed with 1008 and the reason.").tag(
+        **_env("KERNELKEEPER_GATEWAY_WS_MAX_MESSAGES_PER_SECOND"))
+    ws_burst_messages = Integer(2000, config=True,
+                                help="Messages one websocket may send at once above that "
+                                     "rate.").tag(**_env("KERNELKEEPER_GATEWAY_WS_BURST_MESSAGES"))
     prefer_legacy_protocol = Bool(False, config=True,
                                   help="Never select v1.kernel.websocket.jupyter.org, even when "
                                        "offered.").tag(

@@ -19,10 +19,10 @@ from kernelkeeper.kernel.specs import KernelSpec
 
 
 class JSONHandler(GatewayMixin, web.RequestHandler):
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         # Counted before auth: a stopping replica answers even the 401 it is computing.
         self.settings["kk_requests"].add(self)
-        super().prepare()
+        await super().prepare()
 
     def on_finish(self) -> None:
         self.settings["kk_requests"].discard(self)
@@ -191,6 +191,6 @@ class MetricsHandler(JSONHandler):
 
 
 class NotFoundHandler(JSONHandler):
-    def prepare(self) -> None:
-        super().prepare()
+    async def prepare(self) -> None:
+        await super().prepare()
         raise GatewayError(404, "Not Found", "")

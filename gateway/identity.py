@@ -9,6 +9,9 @@ The users file is YAML (or JSON):
         token: <another>
         admin: true
 
+With `jupyterhub_api_url` set, a token that is neither is asked of JupyterHub (hub_identity.py):
+a single-user server that forwards its own JupyterHub API token is its user.
+
 A user's token makes the request theirs: the kernels they start are owned by them (the
 session's `spec.username`), and they see only those. An admin sees and acts on every kernel.
 The shared `auth_token`, when set, is a service token with admin rights and no user name (a
@@ -28,9 +31,12 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from kernelkeeper.gateway.hub_identity import HubUsers
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +64,7 @@ class UsersFileError(ValueError):
     """The users file cannot be used; the message names the entry and the field."""
 
 
-def _digest(token: str) -> bytes:
+def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
@@ -88,7 +94,7 @@ def parse_users(text: str) -> dict[bytes, Identity]:
                                  "16 characters")
         if not isinstance(admin, bool):
             raise UsersFileError(f"{where}.admin (user {name}) must be true or false")
-        digest = _digest(token)
+        digest = token_digest(token)
         if digest in table:
             raise UsersFileError(f"{where}.token (user {name}) is also the token of user "
                                  f"{table[digest].user}")
@@ -106,8 +112,9 @@ class Authenticator:
     """
 
     def __init__(self, shared_token: str = "", users_file: str = "",
-                 reload_interval: float = 10.0) -> None:
+                 reload_interval: float = 10.0, hub: HubUsers | None = None) -> None:
         self.shared = shared_token
+        self.hub = hub
         self.path = Path(users_file) if users_file else None
         self.reload_interval = reload_interval
         self.users: dict[bytes, Identity] = {}
@@ -118,9 +125,11 @@ class Authenticator:
 
     @property
     def open(self) -> bool:
-        return not self.shared and self.path is None
+        return not self.shared and self.path is None and self.hub is None
 
-    def identify(self, token: str) -> Identity | None:
+    async def identify(self, token: str) -> Identity | None:
+        """The caller a token stands for, in this order: the service token, the users file,
+        JupyterHub (which may raise a 503 when it does not answer)."""
         if self.open:
             return SERVICE
         if not token:
@@ -128,7 +137,10 @@ class Authenticator:
         if self.shared and hmac.compare_digest(token.encode("utf-8", "surrogatepass"),
                                                self.shared.encode()):
             return SERVICE
-        return self.users.get(_digest(token))
+        found = self.users.get(token_digest(token))
+        if found is None and self.hub is not None:
+            found = await self.hub.identify(token)
+        return found
 
     def _apply(self, text: str) -> None:
         if text == self._text:

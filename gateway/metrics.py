@@ -64,6 +64,8 @@ _COUNTER_HELP = {
     "journal_lost_messages_total": "Messages clients missed because the kernel's journal had "
                                    "evicted them.",
     "activity_writes_total": "Activity status writes by result.",
+    "websocket_rate_limited_total": "Websockets closed (1008) for sending over their rate.",
+    "ownership_refusals_total": "Requests for a kernel of another user (answered 404).",
 }
 
 

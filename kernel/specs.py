@@ -61,6 +61,28 @@ def search_path(configured: list[str] | None = None) -> list[Path]:
     return dirs
 
 
+def check_shape(data: Any) -> None:
+    """ValueError naming the field unless kernel.json has the shape everything here reads."""
+    if not isinstance(data, dict):
+        raise ValueError("kernel.json must be a JSON object")
+    argv = data.get("argv")
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        raise ValueError("argv must be a non-empty list of strings")
+    for name in ("display_name", "language"):
+        if name in data and not isinstance(data[name], str):
+            raise ValueError(f"{name} must be a string")
+    env = data.get("env")
+    if env is not None and not (isinstance(env, dict)
+                                and all(isinstance(v, str) for v in env.values())):
+        raise ValueError("env must be an object of strings")
+    meta = data.get("metadata")
+    if meta is not None and not isinstance(meta, dict):
+        raise ValueError("metadata must be an object")
+    pod = (meta or {}).get("kernelkeeper")
+    if pod is not None and not isinstance(pod, dict):
+        raise ValueError("metadata.kernelkeeper must be an object")
+
+
 def load_kernel_specs(dirs: list[Path]) -> dict[str, KernelSpec]:
     """All valid specs; earlier directories win. Broken specs are logged and skipped."""
     found: dict[str, KernelSpec] = {}
@@ -73,9 +95,8 @@ def load_kernel_specs(dirs: list[Path]) -> dict[str, KernelSpec]:
                 continue
             try:
                 data = json.loads(spec_file.read_text())
-                if not isinstance(data.get("argv"), list) or not data["argv"]:
-                    raise ValueError("argv must be a non-empty list")
-            except (OSError, ValueError) as exc:
+                check_shape(data)
+            except (OSError, ValueError, RecursionError) as exc:
                 log.warning("skipping kernel spec %s: %s", spec_file, exc)
                 continue
             pod = (data.get("metadata") or {}).get("kernelkeeper") or {}

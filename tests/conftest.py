@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.fixtures.gateway",
     "tests.fixtures.jupyter",
     "tests.fixtures.chart",
+    "tests.fixtures.fuzz",
 ]

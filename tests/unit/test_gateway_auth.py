@@ -40,8 +40,12 @@ def _request(uri: str, auth: str | None = None) -> HTTPServerRequest:
     return HTTPServerRequest(start_line=RequestStartLine("GET", uri, "HTTP/1.1"), headers=headers)
 
 
+async def _awho(auth: Authenticator, uri: str, header: str | None = None) -> Identity | None:
+    return await auth.identify(presented_token(_request(uri, header)))
+
+
 def _who(auth: Authenticator, uri: str, header: str | None = None) -> Identity | None:
-    return auth.identify(presented_token(_request(uri, header)))
+    return asyncio.run(_awho(auth, uri, header))
 
 
 def test_shared_token_forms():
@@ -133,9 +137,9 @@ def test_reload_picks_up_changes_and_keeps_the_last_good_table(tmp_path: Path, c
             if auth.reloads >= 2:  # the first load, then the edit
                 break
             await asyncio.sleep(0.02)
-        assert _who(auth, "/api", f"token {ALICE}") is None
-        assert _who(auth, "/api", "token alice-rotated-0123456789") == Identity("alice")
-        assert _who(auth, "/api", "token carol-token-0123456789") == Identity("carol")
+        assert await _awho(auth, "/api", f"token {ALICE}") is None
+        assert await _awho(auth, "/api", "token alice-rotated-0123456789") == Identity("alice")
+        assert await _awho(auth, "/api", "token carol-token-0123456789") == Identity("carol")
         # A broken edit is refused: the last good table stays and the log says why.
         with caplog.at_level(logging.ERROR):
             path.write_text("users: [{name: x, token: short}]")
@@ -145,7 +149,7 @@ def test_reload_picks_up_changes_and_keeps_the_last_good_table(tmp_path: Path, c
                 await asyncio.sleep(0.02)
         assert auth.reload_errors >= 1
         assert "keeping the previous 4 users" in caplog.text
-        assert _who(auth, "/api", "token carol-token-0123456789") == Identity("carol")
+        assert await _awho(auth, "/api", "token carol-token-0123456789") == Identity("carol")
         await auth.close()
 
     asyncio.run(scenario())

@@ -37,9 +37,10 @@ from kernelkeeper.gateway.wire import (
 )
 from kernelkeeper.kernel.specs import KernelSpec
 from kernelkeeper.lab import framing as lab_framing
+from tests.fixtures import fuzz
 
 SESSION = Session(key=b"hostile-test-key", username="hostile")
-FUZZ = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PY3 = KernelSpec("python3", Path("."), {"display_name": "Python 3", "language": "python"})
 
 DEEP = 3000  # past CPython's recursion limit (1000), which its json parser obeys
@@ -123,6 +124,7 @@ client_frames = st.one_of(corrupted_v1(), legacy_binary(), legacy_text, st.binar
 @given(client_frames, st.sampled_from([V1_PROTOCOL, ""]))
 def test_the_gateway_decodes_a_client_frame_or_calls_it_malformed(frame: str | bytes,
                                                                   protocol: str) -> None:
+    fuzz.count("gateway websocket frame decoder (unit)")
     try:
         msg = decode_client(frame, protocol, SESSION.pack)
     except MalformedFrame:
@@ -135,6 +137,7 @@ def test_the_gateway_decodes_a_client_frame_or_calls_it_malformed(frame: str | b
 @given(client_frames, st.sampled_from([lab_framing.V1, lab_framing.LEGACY]))
 def test_the_extension_decodes_a_frame_or_calls_it_malformed(frame: str | bytes,
                                                              protocol: str) -> None:
+    fuzz.count("extension frame decoder (unit)")
     try:
         decoded = lab_framing.decode(frame, protocol)
         # The extension reads these of every frame it relays.
@@ -148,6 +151,7 @@ def test_the_extension_decodes_a_frame_or_calls_it_malformed(frame: str | bytes,
 @FUZZ
 @given(st.one_of(corrupted_v1(), st.binary(max_size=80)))
 def test_the_notebook_client_decodes_a_frame_or_calls_it_bad(frame: bytes) -> None:
+    fuzz.count("notebook client frame decoder (unit)")
     try:
         channel, msg = client_framing.decode(frame)
     except client_framing.BadFrame:
@@ -177,6 +181,7 @@ bodies = st.one_of(
 @FUZZ
 @given(bodies)
 def test_a_start_body_is_accepted_or_answered_with_a_4xx(raw: bytes) -> None:
+    fuzz.count("POST /api/kernels body validation (unit)")
     cfg = GatewayConfig()
     try:
         request = validation.validate_start(validation.parse_body(raw), {"python3": PY3}, cfg,
