@@ -9,7 +9,6 @@ run did not produce.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import signal
 import time
@@ -69,8 +68,8 @@ def pod_connection_info(env: KernelKeeperEnvironment, namespace: str = "default"
                 time.sleep(0.2)
             secret = client.CoreV1Api(api).read_namespaced_secret(
                 crd.key_secret_name(kernel_id), namespace)
-            key = base64.b64decode((secret.data or {})[crd.KEY_SECRET_FIELD])
-            return cast(KernelConnectionInfo, crd.connection_info(status, key))
+            return cast(KernelConnectionInfo,
+                        crd.connection_from_secret(status, secret.data or {}))
         finally:
             api.close()
     return lookup

@@ -7,6 +7,7 @@ this module (``tests/unit/test_crd_model.py``).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import re
 import uuid
@@ -33,6 +34,10 @@ LABEL_ROLE = f"{GROUP}/role"
 # The Secret that carries a session's HMAC key.
 KEY_SECRET_SUFFIX = "-key"
 KEY_SECRET_FIELD = "key"
+# CurveZMQ: the kernel Pod's server key pair (Z85), in the same Secret. Whoever can read the
+# Secret can reach the kernel; without the public key no handshake completes.
+CURVE_PUBLIC_FIELD = "curve-public-key"
+CURVE_SECRET_FIELD = "curve-secret-key"
 
 # The five ZMQ channels, as named container ports (port names are at most 15 chars).
 CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
@@ -255,10 +260,15 @@ def is_ready(obj: KernelSession) -> bool:
     return bool(cond and cond.get("status") == "True")
 
 
-def connection_info(status: KernelSessionStatus, key: bytes | str) -> dict[str, Any]:
-    """A jupyter_client connection dict from status.connection and the session key."""
+def connection_info(status: KernelSessionStatus, key: bytes | str, *,
+                    curve_public: str = "", curve_secret: str = "") -> dict[str, Any]:
+    """A jupyter_client connection dict from status.connection and the session key (and the
+    Curve keys, as jupyter_client reads them from a connection file, when given)."""
     conn = status["connection"]
+    curve = {name: value for name, value in (("curve_publickey", curve_public),
+                                             ("curve_secretkey", curve_secret)) if value}
     return {
+        **curve,
         "ip": conn["ip"],
         "transport": conn.get("transport", TRANSPORT),
         "signature_scheme": conn.get("signatureScheme", SIGNATURE_SCHEME),
@@ -269,6 +279,19 @@ def connection_info(status: KernelSessionStatus, key: bytes | str) -> dict[str, 
         "control_port": conn["controlPort"],
         "hb_port": conn["hbPort"],
     }
+
+
+def connection_from_secret(status: KernelSessionStatus,
+                           data: Mapping[str, str]) -> dict[str, Any]:
+    """connection_info() from the key Secret's (base64) data, Curve keys included: what a
+    direct jupyter_client needs to reach the kernel Pod."""
+    def field(name: str) -> str:
+        raw = data.get(name)
+        return base64.b64decode(raw).decode() if raw else ""
+
+    return connection_info(status, field(KEY_SECRET_FIELD),
+                           curve_public=field(CURVE_PUBLIC_FIELD),
+                           curve_secret=field(CURVE_SECRET_FIELD))
 
 
 def connection_status(ip: str, ports: dict[str, int]) -> ConnectionStatus:

@@ -95,6 +95,13 @@ class KernelConnection:
         # Appended to each client session's ZMQ identity: one session served by two replicas
         # (a client that moved) is two peers at the kernel's ROUTER, never one identity twice.
         self.identity_suffix = IDENTITY_SEPARATOR + uuid.uuid4().hex[:12].encode()
+        # With the kernel's Curve public key, every socket is a CurveZMQ client with this
+        # replica's own (throwaway) key pair for this kernel.
+        server_key = info.get("curve_publickey")
+        self.curve: tuple[bytes, bytes, bytes] | None = None
+        if server_key:
+            public, secret = zmq.curve_keypair()
+            self.curve = (str(server_key).encode(), public, secret)
         self.activity = LocalActivity()
         self.clients: dict[str, Client] = {}
         self.kernel_session = ""  # the kernel process's own Session id, from its last reply
@@ -139,6 +146,8 @@ class KernelConnection:
             sock.setsockopt(zmq.IDENTITY, identity)
         if kind == zmq.SUB:
             sock.setsockopt(zmq.SUBSCRIBE, b"")
+        if self.curve is not None:
+            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self.curve
         sock.connect(self.endpoint(channel))
         self._sockets[sock] = channel
         return sock

@@ -138,8 +138,9 @@ class KernelManager:
                 raise GatewayError(503, "Service Unavailable",
                                    f"Kernel {kernel_id} is not ready after {timeout:.0f}s "
                                    f"({ph.reason}: {ph.message})")
-        key = await self.store.read_key(obj)
-        conn = KernelConnection(kernel_id, crd.connection_info(obj["status"], key), self.context)
+        key, curve_public = await self.store.read_keys(obj)
+        conn = KernelConnection(kernel_id, crd.connection_info(
+            obj["status"], key, curve_public=curve_public), self.context)
         conn.restarts_seen = int((obj.get("status") or {}).get("restarts") or 0)
         activity = (obj.get("status") or {}).get("activity") or {}
         conn.activity.execution_state = activity.get("executionState") or ""

@@ -156,17 +156,20 @@ class SessionStore:
                 obj = self.cache.get(name)
         return obj
 
-    async def read_key(self, obj: crd.KernelSession) -> bytes:
+    async def read_keys(self, obj: crd.KernelSession) -> tuple[bytes, str]:
+        """The session's HMAC key and its kernel's Curve public key ("" for a plain kernel)."""
         ref = (obj.get("status") or {}).get("keySecretRef") or {}
         secret_name = ref.get("name") or crd.key_secret_name(obj["metadata"]["name"])
         field = ref.get("key") or crd.KEY_SECRET_FIELD
         secret = await self.kube.get(core_path(self.namespace, "secrets", secret_name))
         if secret is None:
             raise KeyError(f"secret {secret_name} does not exist")
-        data = (secret.get("data") or {}).get(field)
+        values = secret.get("data") or {}
+        data = values.get(field)
         if data is None:
             raise KeyError(f"secret {secret_name} has no {field!r}")
-        return base64.b64decode(data)
+        curve = values.get(crd.CURVE_PUBLIC_FIELD)
+        return base64.b64decode(data), base64.b64decode(curve).decode() if curve else ""
 
     # ------------------------------------------------------------------ writes
 

@@ -33,6 +33,8 @@ class LauncherConfig:
     report_port: int = contract.REPORT_PORT
     journal_max_messages: int = contract.JOURNAL_MAX_MESSAGES
     journal_max_bytes: int = contract.JOURNAL_MAX_BYTES
+    # (public, secret) Z85 keys: the public ports are CurveZMQ servers.
+    curve: tuple[bytes, bytes] | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LauncherConfig:
@@ -68,6 +70,13 @@ class LauncherConfig:
                 raise ValueError("the journal's bounds must be positive")
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        public = env.get(contract.ENV_CURVE_PUBLIC_KEY, "")
+        secret = env.get(contract.ENV_CURVE_SECRET_KEY, "")
+        if bool(public) != bool(secret):
+            raise ConfigError(f"{contract.ENV_CURVE_PUBLIC_KEY} and "
+                              f"{contract.ENV_CURVE_SECRET_KEY} must be set together")
+        if public and (len(public) != 40 or len(secret) != 40):
+            raise ConfigError("the Curve keys must be 40-character Z85 strings")
         return cls(
             kernel_id=env[contract.ENV_KERNEL_ID],
             ip=env[contract.ENV_POD_IP],
@@ -80,6 +89,7 @@ class LauncherConfig:
             ready_timeout=ready_timeout,
             journal_max_messages=journal_messages,
             journal_max_bytes=journal_bytes,
+            curve=(public.encode(), secret.encode()) if public else None,
         )
 
     def connection_info(self, ip: str, ports: Mapping[str, int]) -> dict[str, Any]:

@@ -12,6 +12,10 @@ ENV_KERNEL_ID = "KERNEL_ID"
 ENV_USERNAME = "KERNEL_USERNAME"
 ENV_POD_IP = "KERNELKEEPER_POD_IP"  # downward API: status.podIP
 ENV_KEY = "KERNELKEEPER_KEY"  # secretKeyRef to the session's key Secret
+# The Curve server key pair (optional secretKeyRefs to the same Secret): when both are set the
+# Pod's public ports speak CurveZMQ only.
+ENV_CURVE_PUBLIC_KEY = "KERNELKEEPER_CURVE_PUBLIC_KEY"
+ENV_CURVE_SECRET_KEY = "KERNELKEEPER_CURVE_SECRET_KEY"
 ENV_ARGV = "KERNELKEEPER_KERNEL_ARGV"  # JSON list: the kernel spec's argv
 ENV_PORTS = "KERNELKEEPER_PORTS"  # JSON object: channel -> port
 ENV_HEALTH_PORT = "KERNELKEEPER_HEALTH_PORT"

@@ -40,7 +40,7 @@ import zmq.asyncio
 from jupyter_client.session import Session
 
 from kernelkeeper.kernel.journal import IOPUB, Journal, session_of
-from kernelkeeper.kernel.relay import COPY_PREFIX
+from kernelkeeper.kernel.relay import COPY_PREFIX, curve_server
 
 log = logging.getLogger("kernelkeeper.kernel")
 
@@ -68,7 +68,8 @@ def _msg_id(frames: list[bytes], at: int) -> str:
 class JournalService:
     def __init__(self, journal: Journal, session: Session, context: zmq.asyncio.Context, *,
                  kernel_iopub: str, public: str,
-                 on_iopub: Callable[[list[bytes]], None]) -> None:
+                 on_iopub: Callable[[list[bytes]], None],
+                 curve: tuple[bytes, bytes] | None = None) -> None:
         self.journal = journal
         self.session = session
         self.on_iopub = on_iopub
@@ -83,6 +84,8 @@ class JournalService:
         self.copies_address = f"tcp://127.0.0.1:{port}"
         self.gateways = context.socket(zmq.ROUTER)
         self.gateways.sndhwm = 0  # a replay is bounded by the journal, and must not be cut
+        if curve is not None:
+            curve_server(self.gateways, curve)
         self.gateways.bind(public)
         for sock in (self.iopub, self.copies, self.gateways):
             sock.linger = 0

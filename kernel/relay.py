@@ -20,6 +20,7 @@ import contextlib
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import zmq
 from zmq.devices import monitored_queue
@@ -42,8 +43,10 @@ class Relay:
     threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self, public_ip: str, public: dict[str, int], kernel_ip: str,
-              kernel: dict[str, int], copies_to: str) -> None:
-        """Bind every public port (raising if one is taken) and start relaying."""
+              kernel: dict[str, int], copies_to: str,
+              curve: tuple[bytes, bytes] | None = None) -> None:
+        """Bind every public port (raising if one is taken) and start relaying; with `curve`
+        (public, secret), the public side speaks CurveZMQ only."""
         planned: list[tuple[str, zmq.Socket[bytes], zmq.Socket[bytes], zmq.Socket[bytes] | None]]
         planned = []
         try:
@@ -59,6 +62,8 @@ class Relay:
                     # One routing id on every channel, as a direct client has: the kernel
                     # sends input_request on stdin to the route of the shell request.
                     back.setsockopt(zmq.IDENTITY, RELAY_IDENTITY)
+                if curve is not None:
+                    curve_server(front, curve)
                 front.bind(f"tcp://{public_ip}:{public[channel]}")
                 back.connect(f"tcp://{kernel_ip}:{kernel[channel]}")
                 copies: zmq.Socket[bytes] | None = None
@@ -84,6 +89,13 @@ class Relay:
     def stop(self) -> None:
         """End the relays: terminating the context makes each device return and close."""
         threading.Thread(target=self.context.term, name="relay-term", daemon=True).start()
+
+
+def curve_server(sock: zmq.Socket[Any], keys: tuple[bytes, bytes]) -> None:
+    """Make `sock` a CurveZMQ server (set before bind): a peer must know the public key to
+    complete the handshake, and everything after it is encrypted."""
+    sock.curve_server = True
+    sock.curve_publickey, sock.curve_secretkey = keys
 
 
 def _relay(channel: str, front: zmq.Socket[bytes], back: zmq.Socket[bytes],

@@ -155,11 +155,12 @@ class Supervisor:
         env = kernel_env(self.environ)
         service = JournalService(
             self.journal, self.session, self.ctx, kernel_iopub=self._kernel_address("iopub"),
-            public=f"tcp://{self.cfg.ip}:{self.cfg.journal_port}", on_iopub=self.on_iopub)
+            public=f"tcp://{self.cfg.ip}:{self.cfg.journal_port}", on_iopub=self.on_iopub,
+            curve=self.cfg.curve)
         relay = Relay()
         try:
             relay.start(self.cfg.ip, self.cfg.ports, self.kernel_ip, self.kernel_ports,
-                        service.copies_address)
+                        service.copies_address, self.cfg.curve)
         except BaseException:
             service.close()
             raise

@@ -39,6 +39,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--activity-staleness", type=float, default=60.0,
                    help="ignore gateway replicas whose heartbeat is older (seconds)")
     p.add_argument("--cull-busy", action="store_true", help="also cull busy kernels")
+    p.add_argument("--no-curve", dest="curve", action="store_false",
+                   default=os.environ.get("KERNELKEEPER_OPERATOR_CURVE", "1").lower()
+                   not in ("0", "false", "no", "off"),
+                   help="start kernel Pods without CurveZMQ encryption (also "
+                        "KERNELKEEPER_OPERATOR_CURVE=0)")
     p.add_argument("--cull-connected", action="store_true",
                    help="also cull kernels with open connections")
     p.add_argument("--max-pod-restarts", type=int, default=5,
@@ -78,6 +83,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         "cull_interval": args.cull_interval,
         "activity_staleness": args.activity_staleness,
         "cull_busy": args.cull_busy,
+        "curve": args.curve,
         "cull_connected": args.cull_connected,
         "max_pod_restarts": args.max_pod_restarts,
         "launcher_max_crash_restarts": args.launcher_max_crash_restarts,

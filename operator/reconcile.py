@@ -265,8 +265,9 @@ class Reconciler:
             return
         if secret == "missing":
             # A 409 (created concurrently) propagates: reconcile() retries with a fresh view.
+            curve = render.new_curve_keys() if render.wants_curve(kspec, self.cfg) else None
             await self.kube.create(core_path(meta["namespace"], "secrets"),
-                                   render.render_secret(ks, render.new_key()))
+                                   render.render_secret(ks, render.new_key(), curve))
         raw_latest = next((p for p in raw_pods if latest and p["metadata"]["name"] == latest.name),
                           None)
         old_name = latest.name if latest else None

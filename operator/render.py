@@ -12,6 +12,8 @@ import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import zmq
+
 from kernelkeeper.crds import model as crd
 from kernelkeeper.kernel import contract
 from kernelkeeper.kernel.specs import KernelSpec
@@ -95,8 +97,22 @@ def owner_reference(ks: crd.KernelSession) -> dict[str, Any]:
     }
 
 
-def render_secret(ks: crd.KernelSession, key: str) -> dict[str, Any]:
+def new_curve_keys() -> tuple[str, str]:
+    """A CurveZMQ (public, secret) key pair, Z85."""
+    public, secret = zmq.curve_keypair()
+    return public.decode(), secret.decode()
+
+
+def wants_curve(spec: KernelSpec, cfg: OperatorConfig) -> bool:
+    return cfg.curve and spec.pod.get("curve", True) is not False
+
+
+def render_secret(ks: crd.KernelSession, key: str,
+                  curve: tuple[str, str] | None = None) -> dict[str, Any]:
     kid = ks["metadata"]["name"]
+    data = {crd.KEY_SECRET_FIELD: key}
+    if curve is not None:
+        data[crd.CURVE_PUBLIC_FIELD], data[crd.CURVE_SECRET_FIELD] = curve
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -107,7 +123,7 @@ def render_secret(ks: crd.KernelSession, key: str) -> dict[str, Any]:
             "ownerReferences": [owner_reference(ks)],
         },
         "type": "Opaque",
-        "stringData": {crd.KEY_SECRET_FIELD: key},
+        "stringData": data,
     }
 
 
@@ -215,6 +231,12 @@ def _env_list(ks: crd.KernelSession, spec: KernelSpec, cfg: OperatorConfig,
     env.append({"name": contract.ENV_KEY,
                 "valueFrom": {"secretKeyRef": {"name": crd.key_secret_name(kid),
                                                "key": crd.KEY_SECRET_FIELD}}})
+    # Optional: a Secret made without Curve keys (an opted-out spec, or a session older than
+    # Curve) starts a plain Pod; the gateway reads the same Secret and does the same.
+    for name, field in ((contract.ENV_CURVE_PUBLIC_KEY, crd.CURVE_PUBLIC_FIELD),
+                        (contract.ENV_CURVE_SECRET_KEY, crd.CURVE_SECRET_FIELD)):
+        env.append({"name": name, "valueFrom": {"secretKeyRef": {
+            "name": crd.key_secret_name(kid), "key": field, "optional": True}}})
     return env
 
 

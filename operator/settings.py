@@ -43,6 +43,9 @@ class OperatorConfig:
     cull_interval: float = 60.0
     activity_staleness: float = 60.0
     cull_busy: bool = False
+    # CurveZMQ on kernel Pods' public ports (a kernel spec opts out with
+    # metadata.kernelkeeper.curve: false, for an image whose pyzmq lacks it).
+    curve: bool = True
     cull_connected: bool = False
     # Pod replacements allowed after the first Pod, before the session is Failed.
     max_pod_restarts: int = 5

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+import yaml
 from jupyter_client import BlockingKernelClient
 from kubernetes import client
 
@@ -111,6 +112,19 @@ def metric(url: str, suffix: str, token: str = "") -> float:
 
 
 # ---------------------------------------------------------------- KernelSessions
+
+
+def token_kubeconfig(cluster: Cluster, path: Path, token: str, user: str = "token") -> Path:
+    """A kubeconfig for the cluster that authenticates with `token` alone."""
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    (cl,) = admin["clusters"]
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "clusters": [cl],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": user, "context": {"cluster": cl["name"], "user": user}}],
+        "current-context": user,
+    }))
+    return path
 
 
 def custom(cluster: Cluster) -> client.CustomObjectsApi:
@@ -214,7 +228,9 @@ def connect_kernel(connection_info: dict[str, Any]) -> BlockingKernelClient:
 
 
 def kernel_client(cluster: Cluster, namespace: str, ks: dict) -> BlockingKernelClient:
-    return connect_kernel(crd.connection_info(ks["status"], session_key(cluster, namespace, ks)))
+    data = core(cluster).read_namespaced_secret(ks["status"]["keySecretRef"]["name"],
+                                                namespace).data or {}
+    return connect_kernel(crd.connection_from_secret(ks["status"], data))
 
 
 def execute(kc: BlockingKernelClient, code: str, timeout: float = 60) -> dict[str, Any]:

@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from kernelkeeper.local.chart import CHART, chart_values
 from tests.fixtures.chart import Helm, run_helm, service, wait_service_answers
 from tests.fixtures.cluster import Cluster
 from tests.gateway.client import KernelWS, http, start_kernel
+from tests.helpers import token_kubeconfig
 
 REPO = Path(__file__).resolve().parents[2]
 MODES = ("active-active", "active-passive")
@@ -76,7 +79,7 @@ def test_template_renders(helm: Helm, mode: str) -> None:
 
 
 def test_install_runs_on_the_real_node(cluster: Cluster, operator,
-                                       helm: Helm) -> None:
+                                       helm: Helm, tmp_path: Path) -> None:
     ns = cluster.new_namespace("helm")
     kube = ("--namespace", ns, "--kubeconfig", str(cluster.kubeconfig))
     # The session's operator watches every namespace; the chart's own must be the only one here.
@@ -87,6 +90,7 @@ def test_install_runs_on_the_real_node(cluster: Cluster, operator,
                   *chart_values(cluster.image, replicas=2, availability_mode="active-passive"),
                   "--set", "gateway.service.type=ClusterIP", timeout=300)
             _check_objects_and_rbac(cluster, ns)
+            _check_the_gateway_pod_policy(cluster, ns, tmp_path)
             _check_a_kernel_through_the_service(cluster, ns)
             _helm(helm, "uninstall", "kernelkeeper", *kube, "--wait", "--timeout", "120s",
                   timeout=180)
@@ -140,6 +144,54 @@ def _check_objects_and_rbac(cluster: Cluster, ns: str) -> None:
         out = cluster.kubectl("auth", "can-i", verb, *resource.split(), "-n", ns,
                               f"--as=system:serviceaccount:{ns}:kernelkeeper-{sa}", check=False)
         assert out.stdout.strip() == allowed, (sa, verb, resource, out.stdout, out.stderr)
+
+
+def _check_the_gateway_pod_policy(cluster: Cluster, ns: str, tmp_path: Path) -> None:
+    """What the gateway's token may patch, asked of the API server itself (dry run, so the
+    admission policy runs and nothing changes)."""
+    pods = json.loads(cluster.kubectl("get", "pods", "-n", ns, "-o", "json").stdout)["items"]
+    gateways = [p for p in pods if p["metadata"]["labels"].get(
+        "app.kubernetes.io/component") == "gateway"]
+    operator = next(p for p in pods if p["metadata"]["labels"].get(
+        "app.kubernetes.io/component") == "operator")
+    own, other = (p["metadata"]["name"] for p in gateways[:2])
+    # A token bound to the first gateway Pod, as that Pod's own projected token is.
+    token = cluster.kubectl("create", "token", "kernelkeeper-gateway", "-n", ns,
+                            "--bound-object-kind", "Pod", "--bound-object-name", own,
+                            "--duration", "10m").stdout.strip()
+    kubeconfig = token_kubeconfig(cluster, tmp_path / "gateway.kubeconfig", token, "gateway")
+
+    api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+
+    def patch(pod: str, body: dict) -> tuple[bool, str]:
+        # A PATCH alone (kubectl would GET the Pod first, which the gateway may not).
+        try:
+            api.patch_namespaced_pod(pod, ns, body, dry_run="All")
+        except ApiException as exc:
+            return False, str(exc.body)
+        return True, ""
+
+    role = "kernelkeeper.io/role"
+    cost = "controller.kubernetes.io/pod-deletion-cost"
+    allowed = [
+        (own, {"metadata": {"labels": {role: "active"}, "annotations": {cost: "1000"}}}),
+        (own, {"metadata": {"labels": {role: None}, "annotations": {cost: None}}}),
+        (other, {"metadata": {"labels": {role: None}, "annotations": {cost: None}}}),
+    ]
+    refused = [
+        (own, {"metadata": {"labels": {"app.kubernetes.io/component": "x"}}}, "may change only"),
+        (own, {"metadata": {"annotations": {"x": "y"}}}, "may change only"),
+        (own, {"spec": {"activeDeadlineSeconds": 5}}, "may change only"),
+        (other, {"metadata": {"labels": {role: "active"}}}, "may only take the role label"),
+        (operator["metadata"]["name"], {"metadata": {"labels": {role: None}}},
+         "may patch only its own release's gateway Pods"),
+    ]
+    for pod, body in allowed:
+        ok, err = patch(pod, body)
+        assert ok, (pod, body, err)
+    for pod, body, why in refused:
+        ok, err = patch(pod, body)
+        assert not ok and why in err, (pod, body, err)
 
 
 def _check_a_kernel_through_the_service(cluster: Cluster, ns: str) -> None:

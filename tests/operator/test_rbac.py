@@ -6,8 +6,6 @@ import re
 import time
 from pathlib import Path
 
-import yaml
-
 from kernelkeeper.crds import model as crd
 from kernelkeeper.operator import settings as operator_settings
 from tests.helpers import (
@@ -17,6 +15,7 @@ from tests.helpers import (
     get_session,
     kernel_client,
     set_idle_timeout,
+    token_kubeconfig,
     wait_ready,
     wait_until,
 )
@@ -28,17 +27,8 @@ SA, SA_NS = "kernelkeeper-operator", "kernelkeeper"
 
 
 def _sa_kubeconfig(cluster, path: Path) -> Path:
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
     token = cluster.kubectl("create", "token", SA, "-n", SA_NS, "--duration", "1h").stdout.strip()
-    (cl,) = admin["clusters"]
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [cl],
-        "users": [{"name": SA, "user": {"token": token}}],
-        "contexts": [{"name": SA, "context": {"cluster": cl["name"], "user": SA}}],
-        "current-context": SA,
-    }))
-    return path
+    return token_kubeconfig(cluster, path, token, SA)
 
 
 def _can(cluster, kubeconfig: Path, *args: str) -> bool:

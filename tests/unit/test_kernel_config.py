@@ -7,6 +7,7 @@ import stat
 import sys
 
 import pytest
+import zmq
 
 from kernelkeeper.crds import model as crd
 from kernelkeeper.kernel import contract, health
@@ -70,3 +71,19 @@ def test_health_responses():
     assert code == 200 and json.loads(body)["restarts"] == 2
     assert health.respond("/other", "GET", lambda: st)[0] == 404
     assert health.respond(contract.HEALTH_PATH, "POST", lambda: st)[0] == 405
+
+
+def test_curve_keys_come_together_and_stay_out_of_the_kernel():
+    public, secret = (k.decode() for k in zmq.curve_keypair())
+    cfg = LauncherConfig.from_env({**ENV, contract.ENV_CURVE_PUBLIC_KEY: public,
+                                   contract.ENV_CURVE_SECRET_KEY: secret})
+    assert cfg.curve == (public.encode(), secret.encode())
+    assert LauncherConfig.from_env(ENV).curve is None
+    with pytest.raises(ConfigError, match="set together"):
+        LauncherConfig.from_env({**ENV, contract.ENV_CURVE_PUBLIC_KEY: public})
+    with pytest.raises(ConfigError, match="40-character"):
+        LauncherConfig.from_env({**ENV, contract.ENV_CURVE_PUBLIC_KEY: "x",
+                                 contract.ENV_CURVE_SECRET_KEY: "y"})
+    # The kernel process never sees the secret key.
+    assert contract.ENV_CURVE_SECRET_KEY not in kernel_env(
+        {contract.ENV_CURVE_SECRET_KEY: secret, "HOME": "/h"})

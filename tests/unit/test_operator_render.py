@@ -196,3 +196,20 @@ def test_journal_bounds_reach_the_launcher_only_when_the_session_sets_them():
     bounded = env_of(_ks(journal={"maxMessages": 50, "maxBytes": 65536}))
     assert bounded[contract.ENV_JOURNAL_MAX_MESSAGES] == "50"
     assert bounded[contract.ENV_JOURNAL_MAX_BYTES] == "65536"
+
+
+def test_curve_keys_in_the_secret_and_optional_in_the_pod():
+    public, secret = render.new_curve_keys()
+    assert len(public) == len(secret) == 40 and render.new_curve_keys()[0] != public
+    data = render.render_secret(_ks(), "k" * 64, (public, secret))["stringData"]
+    assert data == {crd.KEY_SECRET_FIELD: "k" * 64, crd.CURVE_PUBLIC_FIELD: public,
+                    crd.CURVE_SECRET_FIELD: secret}
+    assert render.wants_curve(_spec(), CFG)
+    assert not render.wants_curve(_spec(curve=False), CFG)
+    assert not render.wants_curve(_spec(), OperatorConfig(identity="t", curve=False))
+    pod = render.render_pod(_ks(), _spec(), CFG, user_env={}, incarnation=0, restarts_base=0)
+    env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+    for name, field in ((contract.ENV_CURVE_PUBLIC_KEY, crd.CURVE_PUBLIC_FIELD),
+                        (contract.ENV_CURVE_SECRET_KEY, crd.CURVE_SECRET_FIELD)):
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": crd.key_secret_name(KID), "key": field, "optional": True}
