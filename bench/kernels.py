@@ -37,6 +37,25 @@ kernelapp.launch_new_instance()
 '''
 
 
+# kernelkeeper's built-in python3 spec with CurveZMQ turned off (metadata.kernelkeeper.curve):
+# the Curve-off row of the latency table, to price encryption on the same run.
+NO_CURVE_SPEC = "python3-no-curve"
+
+
+def write_no_curve_spec(root: Path) -> Path:
+    """`<root>/python3-no-curve/kernel.json`; put root on KERNELKEEPER_KERNELSPEC_PATH."""
+    from kernelkeeper.kernel.specs import BUILTIN_DIR
+
+    spec = json.loads((BUILTIN_DIR / "python3" / "kernel.json").read_text())
+    meta = spec.setdefault("metadata", {})
+    meta["kernelkeeper"] = {**(meta.get("kernelkeeper") or {}), "curve": False}
+    spec["display_name"] = f"{spec.get('display_name', 'Python 3')} (no Curve)"
+    spec_dir = root / NO_CURVE_SPEC
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
+    return root
+
+
 def kernel_python() -> str:
     """kernelkeeper's own interpreter: the ipykernel its kernel pods run."""
     return sys.executable

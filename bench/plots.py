@@ -12,6 +12,7 @@ COLORS = {
     "jupyter_server": "#7570b3",
     "kg": "#e7298a",
     "kernelkeeper_pod": "#888888",
+    "kernelkeeper_nocurve": "#a6d854",
     "kernelkeeper_v1": "#66c2a5",
     "eg_v1": "#fc8d62",
     "jupyter_server_v1": "#8da0cb",

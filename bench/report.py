@@ -7,12 +7,15 @@ from typing import Any
 
 # A gateway's rows through a jupyter_server in front of it (bench.run.FRONT_ROWS).
 FRONT_SUFFIXES = ["js", "lab", "lab_v1"]
-ORDER = ["direct", "kernelkeeper_pod", "kernelkeeper", "kernelkeeper_v1",
+ORDER = ["direct", "kernelkeeper_pod", "kernelkeeper", "kernelkeeper_nocurve", "kernelkeeper_v1",
          *(f"kernelkeeper_{s}" for s in FRONT_SUFFIXES), "eg", "eg_v1",
          *(f"eg_{s}" for s in FRONT_SUFFIXES), "jupyter_server", "jupyter_server_v1", "kg", "kg_v1"]
 # The issue's acceptance for the JupyterLab path: `pass` p50 through jupyter_server with
 # kernelkeeper.lab at most this many times direct ZMQ's, in the same run.
 LAB_PATH_TARGET = 1.5
+# The issue's acceptance for CurveZMQ: `pass` p50 with Curve on at most this many times the
+# same path with Curve off, in the same run.
+CURVE_TARGET = 1.2
 # The ratio columns: the baselines and each server over the legacy protocol. A v1 row is read
 # against its own server's legacy row.
 RATIO_REFERENCES = ["direct", "kernelkeeper_pod", "kernelkeeper", "eg", "jupyter_server", "kg"]
@@ -224,6 +227,8 @@ def render(res: dict[str, Any], images: dict[str, str]) -> str:
 
     if any(k in lat or k in thr for k in _front_keys(keys)):
         out.extend(lab_path_section(lat, thr, titles, keys))
+    if "kernelkeeper_nocurve" in lat:
+        out.extend(curve_section(lat, titles))
 
     if start:
         w("## 3. Kernel start until the first execute answers")
@@ -484,6 +489,24 @@ def lab_path_section(lat: dict[str, Any], thr: dict[str, Any], titles: dict[str,
         out.append("| " + " | ".join(cells) + " |")
     out += ["", *_lab_path_verdict(lat, thr, titles), ""]
     return out
+
+
+def curve_section(lat: dict[str, Any], titles: dict[str, str]) -> list[str]:
+    """What CurveZMQ between gateway and kernel Pod costs: the same path, on and off."""
+    on, off = _ok_value(lat, "kernelkeeper", "p50_ms"), _ok_value(lat, "kernelkeeper_nocurve",
+                                                                  "p50_ms")
+    out = ["## 2c. CurveZMQ between the gateway and the kernel Pod", "",
+           "| target | `pass` p50 | p95 | p99 |", "|---|---|---|---|"]
+    for k in ("kernelkeeper", "kernelkeeper_nocurve"):
+        out.append(f"| {titles[k]} | {_fmt(_ok_value(lat, k, 'p50_ms'), 'ms')} | "
+                   f"{_fmt(_ok_value(lat, k, 'p95_ms'), 'ms')} | "
+                   f"{_fmt(_ok_value(lat, k, 'p99_ms'), 'ms')} |")
+    if on is None or off is None:
+        verdict = "not measured (a row is missing)"
+    else:
+        verdict = (f"Curve on {on / off:.2f}× Curve off (target ≤ {CURVE_TARGET}×): "
+                   + ("met" if on / off <= CURVE_TARGET else "**missed**"))
+    return [*out, "", f"Acceptance (this run): {verdict}.", ""]
 
 
 def _lab_path_verdict(lat: dict[str, Any], thr: dict[str, Any],

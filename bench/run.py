@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import json
 import math
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import kk, kk_scale, peers, plots, replication, report, scenarios
+from bench.kernels import NO_CURVE_SPEC
 from bench.machine import machine_info
 from bench.targets import (
     PEER_STARTERS,
@@ -49,6 +51,7 @@ TITLES = {"direct": "direct ZMQ", "kernelkeeper": "kernelkeeper", "eg": "Enterpr
 # target's own): every server over the v1 websocket protocol, kernelkeeper's pod over ZMQ.
 TITLES.update({f"{k}_v1": f"{TITLES[k]} (v1 protocol)" for k in TARGETS if k != "direct"})
 TITLES["kernelkeeper_pod"] = "kernelkeeper's kernel pod, direct ZMQ"
+TITLES["kernelkeeper_nocurve"] = "kernelkeeper, CurveZMQ off"
 # JupyterLab's path: the same jupyter_server (--gateway-url, from kernelkeeper's virtualenv) in
 # front of a gateway, stock or with kernelkeeper.lab; the client's websocket goes to the front.
 # Row suffix: (kernelkeeper.lab on, the websocket protocol the client offers). JupyterLab 4
@@ -191,6 +194,13 @@ class Run:
                  "path without the gateway"],
                 lambda: scenarios.PodSession(target, "kernelkeeper_pod",
                                              kk.pod_connection_info(env)))
+            self.add_variant(
+                "kernelkeeper_nocurve", target,
+                [f"a kernel of the {NO_CURVE_SPEC} spec (metadata.kernelkeeper.curve: false): "
+                 "the same path unencrypted, the price of CurveZMQ"],
+                lambda: scenarios.ServerSession(
+                    dataclasses.replace(target, kernel_name=NO_CURVE_SPEC),
+                    "kernelkeeper_nocurve", measures_start=False))
         if key in FRONTED:
             self.add_fronts(key, target)
         return target

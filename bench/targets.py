@@ -30,7 +30,7 @@ from typing import Any
 
 import psutil
 
-from bench.kernels import KERNEL_NAME, write_kernelspec
+from bench.kernels import KERNEL_NAME, write_kernelspec, write_no_curve_spec
 from bench.peers import PEERS, Peer
 from bench.protocol import BenchError
 from bench.wsclient import KernelWebSocket
@@ -453,7 +453,10 @@ class KernelKeeperEnvironment:
         self.status: dict[str, Any] = {}
 
     def _cli(self, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "KERNELKEEPER_GATEWAY_AUTH_TOKEN": self.token}
+        # The operator and the gateways (host processes) also know the Curve-off spec.
+        specs = write_no_curve_spec(self.state_dir / "kernelspecs")
+        env = {**os.environ, "KERNELKEEPER_GATEWAY_AUTH_TOKEN": self.token,
+               "KERNELKEEPER_KERNELSPEC_PATH": str(specs)}
         return subprocess.run(
             [sys.executable, "-m", "kernelkeeper.cli", "local", "--state-dir", str(self.state_dir),
              *args], capture_output=True, text=True, timeout=timeout, env=env,

@@ -85,3 +85,19 @@ def test_v1_and_pod_rows_render_without_ratio_columns_of_their_own_or_a_start_ro
     assert "| EG v1 | — | not measured: the server does not speak it |" in p50
     starts = md.split("## 3.")[1]
     assert "kk v1" not in starts and "kk pod" not in starts
+
+
+def test_the_curve_section_states_the_ratio_against_its_target():
+    titles = {"kernelkeeper": "kernelkeeper", "kernelkeeper_nocurve": "kernelkeeper, Curve off"}
+
+    def lat(on: float, off: float) -> dict:
+        return {"kernelkeeper": {"status": "ok", "p50_ms": on, "p95_ms": on, "p99_ms": on},
+                "kernelkeeper_nocurve": {"status": "ok", "p50_ms": off, "p95_ms": off,
+                                         "p99_ms": off}}
+
+    met = "\n".join(report.curve_section(lat(11.0, 10.0), titles))
+    assert "1.10× Curve off (target ≤ 1.2×): met" in met
+    missed = "\n".join(report.curve_section(lat(13.0, 10.0), titles))
+    assert "1.30× Curve off (target ≤ 1.2×): **missed**" in missed
+    gone = report.curve_section({"kernelkeeper_nocurve": {"status": "failed"}}, titles)
+    assert "not measured" in "\n".join(gone)
