@@ -4,7 +4,7 @@ Operator and gateway read the same directories through one `SpecCatalog`: the ga
 the specs to clients, the operator renders Pods from them. Pod settings live in kernel.json
 under ``metadata.kernelkeeper`` (images/README.md lists them): ``image``, ``resources``,
 ``nodeSelector``, ``tolerations``, ``serviceAccountName``, ``runAsUser``, ``runAsGroup``,
-``readOnlyRootFilesystem``.
+``readOnlyRootFilesystem``, ``curve``.
 """
 
 from __future__ import annotations
