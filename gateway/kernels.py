@@ -67,10 +67,10 @@ class KernelManager:
 
     # ------------------------------------------------------------------ lookups
 
-    async def session(self, kernel_id: str, who: Identity) -> crd.KernelSession:
+    async def session(self, who: Identity, kernel_id: str) -> crd.KernelSession:
         """The live session, or 404 (unknown, not the caller's, deleted, or failed: with the
         reason)."""
-        obj = await self._existing(kernel_id, who)
+        obj = await self._existing(who, kernel_id)
         return self._live(obj)
 
     def _live(self, obj: crd.KernelSession) -> crd.KernelSession:
@@ -90,7 +90,7 @@ class KernelManager:
                             stale_after=self.cfg.replica_stale_after)
 
     async def get_model(self, who: Identity, kernel_id: str) -> dict[str, Any]:
-        return self.model(await self.session(kernel_id, who))
+        return self.model(await self.session(who, kernel_id))
 
     async def list_models(self, who: Identity) -> list[dict[str, Any]]:
         with contextlib.suppress(TimeoutError):
@@ -100,7 +100,7 @@ class KernelManager:
 
     async def connection_for(self, who: Identity, kernel_id: str) -> KernelConnection:
         """connection(), for a caller who must own the kernel."""
-        await self.session(kernel_id, who)
+        await self.session(who, kernel_id)
         return await self.connection(kernel_id)
 
     # ------------------------------------------------------------------ hydration
@@ -296,11 +296,11 @@ class KernelManager:
         conn.restarting = False
         conn.activity.execution_state = "idle"
         conn.touch()
-        return self.model(await self.session(kernel_id, who))
+        return self.model(await self.session(who, kernel_id))
 
     async def delete(self, who: Identity, kernel_id: str) -> None:
         """Ask the kernel to shut down, then delete its session. Safe to repeat."""
-        obj = await self._existing(kernel_id, who)
+        obj = await self._existing(who, kernel_id)
         conn = self.conns.get(kernel_id)
         quick = min(self.cfg.kernel_request_timeout, 5.0)
         if conn is None and phase(obj).ready:
@@ -315,7 +315,7 @@ class KernelManager:
             raise not_found(kernel_id)
         self._drop(kernel_id, "shut down by request")
 
-    async def _existing(self, kernel_id: str, who: Identity) -> crd.KernelSession:
+    async def _existing(self, who: Identity, kernel_id: str) -> crd.KernelSession:
         """Like session(), but a failed or terminating session can still be deleted."""
         obj = await self._lookup(kernel_id)
         if not who.may_use(crd.owner(obj)):
