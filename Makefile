@@ -7,9 +7,10 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 .PHONY: run test lint unit build debs down clean bench
 
 # Debian packages the real node and the image build need (runc and iptables for the node,
-# debootstrap and buildah for the images, nginx in front of host-process gateways).
-DEBS := runc iptables nftables conntrack iproute2 debootstrap buildah nginx-light chromium chromium-driver
-DEB_CMDS := runc iptables nft conntrack ip debootstrap buildah nginx chromium chromedriver
+# debootstrap and buildah for the images, nginx in front of host-process gateways, npm for
+# JupyterHub's configurable-http-proxy in the JupyterHub test).
+DEBS := runc iptables nftables conntrack iproute2 debootstrap buildah nginx-light chromium chromium-driver npm
+DEB_CMDS := runc iptables nft conntrack ip debootstrap buildah nginx chromium chromedriver npm
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
