@@ -28,20 +28,11 @@ from kubernetes.client.exceptions import ApiException
 
 from kernelkeeper.crds import model as crd
 from tests.fixtures import fuzz
+from tests.fixtures.users import ALICE, ROOT, SERVICE, USERS
 from tests.gateway.client import V1, KernelWS, http
 from tests.helpers import custom, metric
 from tests.unit.test_hostile_frames import bodies, client_frames
 
-SERVICE = "service-token-0123456789"
-ALICE = "alice-token-0123456789"
-ROOT = "root-token-0123456789ab"
-USERS = f"""
-users:
-  - name: alice
-    token: {ALICE}
-  - name: root
-    token: {ROOT}
-"""
 LIVE = settings(deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 

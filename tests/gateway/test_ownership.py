@@ -12,26 +12,9 @@ from pathlib import Path
 import pytest
 import websocket
 
+from tests.fixtures.users import ALICE, BOB, OPS, ROOT, SERVICE, USERS
 from tests.gateway.client import KernelWS, http
 from tests.helpers import wait_until
-
-SERVICE = "service-token-0123456789"
-ALICE = "alice-token-0123456789"
-BOB = "bob-token-0123456789ab"
-OPS = "ops-token-0123456789abc"
-ROOT = "root-token-0123456789ab"
-USERS = f"""
-users:
-  - name: alice
-    token: {ALICE}
-  - name: bob
-    token: {BOB}
-  - name: ops
-    token: {OPS}
-    admin: true
-  - name: root
-    token: {ROOT}
-"""
 
 
 def _start(url: str, token: str, env: dict[str, str] | None = None) -> tuple[int, dict]:

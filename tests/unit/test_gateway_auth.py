@@ -17,20 +17,7 @@ from kernelkeeper.gateway.identity import (
     UsersFileError,
     parse_users,
 )
-
-ALICE = "alice-token-0123456789"
-BOB = "bob-token-0123456789ab"
-OPS = "ops-token-0123456789abc"
-USERS = f"""
-users:
-  - name: alice
-    token: {ALICE}
-  - name: bob
-    token: {BOB}
-  - name: ops
-    token: {OPS}
-    admin: true
-"""
+from tests.fixtures.users import ALICE, BOB, OPS, USERS
 
 
 def _request(uri: str, auth: str | None = None) -> HTTPServerRequest:
@@ -148,7 +135,7 @@ def test_reload_picks_up_changes_and_keeps_the_last_good_table(tmp_path: Path, c
                     break
                 await asyncio.sleep(0.02)
         assert auth.reload_errors >= 1
-        assert "keeping the previous 4 users" in caplog.text
+        assert "keeping the previous 5 users" in caplog.text
         assert await _awho(auth, "/api", "token carol-token-0123456789") == Identity("carol")
         await auth.close()
 
