@@ -34,7 +34,6 @@ class HubUsers:
         self.timeout = timeout
         self._cache: OrderedDict[bytes, tuple[Identity | None, float]] = OrderedDict()
         self._pending: dict[bytes, asyncio.Future[Identity | None]] = {}
-        self.lookups = 0
 
     async def identify(self, token: str) -> Identity | None:
         key = token_digest(token)
@@ -43,18 +42,17 @@ class HubUsers:
             return hit[0]
         pending = self._pending.get(key)
         if pending is None:
-            pending = asyncio.ensure_future(self._ask(token))
+            pending = asyncio.ensure_future(self._ask(key, token))
             self._pending[key] = pending
             pending.add_done_callback(lambda _f: self._pending.pop(key, None))
         return await asyncio.shield(pending)
 
-    async def _ask(self, token: str) -> Identity | None:
-        self.lookups += 1
+    async def _ask(self, key: bytes, token: str) -> Identity | None:
         request = HTTPRequest(f"{self.api_url}/user", headers={"Authorization": f"token {token}"},
                               request_timeout=self.timeout, connect_timeout=self.timeout)
         response = await AsyncHTTPClient().fetch(request, raise_error=False)
         if response.code in (401, 403):
-            return self._remember(token, None, self.refusal_seconds)
+            return self._remember(key, None, self.refusal_seconds)
         if response.code != 200:
             why = response.error or f"HTTP {response.code}"
             log.warning("JupyterHub API %s did not identify a token: %s", self.api_url, why)
@@ -69,11 +67,10 @@ class HubUsers:
         # A hub service's token is not a user; it gets no kernels of anyone's.
         if kind != "user" or not isinstance(name, str) or not name \
                 or len(name) > MAX_NAME_LENGTH:
-            return self._remember(token, None, self.refusal_seconds)
-        return self._remember(token, Identity(name), self.cache_seconds)
+            return self._remember(key, None, self.refusal_seconds)
+        return self._remember(key, Identity(name), self.cache_seconds)
 
-    def _remember(self, token: str, who: Identity | None, seconds: float) -> Identity | None:
-        key = token_digest(token)
+    def _remember(self, key: bytes, who: Identity | None, seconds: float) -> Identity | None:
         self._cache[key] = (who, time.monotonic() + seconds)
         self._cache.move_to_end(key)
         while len(self._cache) > MAX_CACHED:

@@ -53,9 +53,6 @@ class Identity:
         """True when this caller may see and act on a kernel whose owner is `owner`."""
         return self.admin or (bool(self.user) and owner == self.user)
 
-    def describe(self) -> str:
-        return f"{self.user or '(service token)'}{' [admin]' if self.admin else ''}"
-
 
 SERVICE = Identity("", admin=True)
 
